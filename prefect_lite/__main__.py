@@ -1,0 +1,3 @@
+from prefect_lite.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""API handlers: the functions both client transports and the HTTP server call."""

@@ -1,0 +1,48 @@
+"""The operation registry: every API operation once, for both transports.
+
+A handler is a plain function registered with its HTTP method and path. The local client
+calls the function directly; the HTTP server builds a route from the same entry and the
+HTTP client builds the request from it. Path parameters are named in ``path``; other
+parameters travel as the JSON body (POST/PATCH/PUT) or the query string (GET/DELETE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str
+    path: str
+    fn: Callable[..., Any]
+    status_code: int = 200
+    tag: str = ""
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def operation(method: str, path: str, *, status_code: int = 200, tag: str = "") -> Callable[[F], F]:
+    """Register ``fn`` as the API operation named after it."""
+
+    def register(fn: F) -> F:
+        name = fn.__name__
+        if name in OPERATIONS:
+            raise RuntimeError(f"API operation {name!r} registered twice")
+        OPERATIONS[name] = Operation(name, method.upper(), path, fn, status_code, tag)
+        return fn
+
+    return register
+
+
+def all_operations() -> dict[str, Operation]:
+    """Every operation, with all handler modules imported."""
+    from prefect_lite.api import flow_runs, flows, logs, task_runs  # noqa: F401
+
+    return OPERATIONS

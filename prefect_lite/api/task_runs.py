@@ -1,0 +1,77 @@
+"""Task run handlers, including the batched write path the engine uses."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel
+
+from prefect_lite.api.registry import operation
+from prefect_lite.exceptions import ObjectNotFound
+from prefect_lite.schemas import OrchestrationResult, TaskRun
+from prefect_lite.states import State
+from prefect_lite.storage import runs
+
+
+class TaskRunChange(BaseModel):
+    """One queued write: create a task run with a first state, or propose a state."""
+
+    op: Literal["create", "propose"]
+    task_run_id: uuid.UUID
+    state: State
+    task_run: TaskRun | None = None
+    force: bool = False
+
+
+@operation("POST", "/task_runs/", status_code=201, tag="task_runs")
+def create_task_run(task_run: TaskRun, state: State) -> TaskRun:
+    created, run_id = runs.create_run("task", task_run, state)
+    if not created:
+        return read_task_run(run_id)
+    task_run.state, task_run.state_type, task_run.state_name = state, state.type, state.name
+    task_run.version = 1
+    return task_run
+
+
+@operation("POST", "/task_runs/changes", tag="task_runs")
+def apply_task_run_changes(changes: list[TaskRunChange]) -> list[str]:
+    """Apply queued creates/proposals in order in one round trip; returns each status."""
+    batch = runs.RunBatch()
+    for change in changes:
+        if change.op == "create" and change.task_run is not None:
+            batch.create("task", change.task_run, change.state)
+        else:
+            batch.propose(
+                "task", change.task_run_id, runs.Proposal(state=change.state, force=change.force)
+            )
+    return [str(res[0]) if isinstance(res, list) else repr(res) for res in batch.execute()]
+
+
+@operation("POST", "/task_runs/{task_run_id}/set_state", tag="task_runs")
+def set_task_run_state(
+    task_run_id: uuid.UUID, state: State, force: bool = False
+) -> OrchestrationResult:
+    result = runs.propose("task", task_run_id, runs.Proposal(state=state, force=force))
+    if result.status == "ABORT":
+        raise ObjectNotFound(f"no task run with id {task_run_id}")
+    return result
+
+
+@operation("GET", "/task_runs/{task_run_id}", tag="task_runs")
+def read_task_run(task_run_id: uuid.UUID) -> TaskRun:
+    run = runs.read_run("task", task_run_id)
+    if run is None:
+        raise ObjectNotFound(f"no task run with id {task_run_id}")
+    return run
+
+
+@operation("POST", "/task_runs/filter", tag="task_runs")
+def read_task_runs(flow_run_id: uuid.UUID, limit: int = 10_000) -> list[TaskRun]:
+    """Task runs of a flow run, in creation order."""
+    return runs.read_runs("task", runs.task_run_ids_of(flow_run_id)[:limit])
+
+
+@operation("GET", "/task_runs/{task_run_id}/states", tag="task_runs")
+def read_task_run_states(task_run_id: uuid.UUID) -> list[State]:
+    return runs.history("task", task_run_id)

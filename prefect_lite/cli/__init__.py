@@ -1,0 +1,31 @@
+"""The ``prefect-lite`` command line. One module per noun; known errors are one line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from prefect_lite import __version__
+from prefect_lite.cli._errors import run_cli
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="prefect-lite")
+def cli() -> None:
+    """prefect-lite: flows, deployments, schedules and worker pools on Redis."""
+
+
+def _register() -> None:
+    from prefect_lite.cli import config, flow_run, server
+
+    cli.add_command(config.config)
+    cli.add_command(flow_run.flow_run)
+    cli.add_command(server.server)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_cli(cli, argv))

@@ -1,0 +1,66 @@
+"""``prefect-lite flow-run ...``: list and inspect flow runs."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+from prefect_lite.cli._errors import fail
+from prefect_lite.cli._output import fmt_time, print_json, print_record, print_table
+from prefect_lite.client import get_client
+from prefect_lite.states import StateType
+
+
+def parse_run_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        fail(f"{value!r} is not a flow run id (expected a UUID)")
+        raise
+
+
+@click.group("flow-run")
+def flow_run() -> None:
+    """Inspect and control flow runs."""
+
+
+@flow_run.command("ls")
+@click.option("--state", "states", multiple=True, help="State type, e.g. COMPLETED (repeatable).")
+@click.option("--flow", "flow_name", default=None, help="Only runs of this flow.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ls(states: tuple[str, ...], flow_name: str | None, limit: int, as_json: bool) -> None:
+    """List flow runs, newest first."""
+    wanted: list[StateType] = []
+    for s in states:
+        try:
+            wanted.append(StateType(s.upper()))
+        except ValueError:
+            fail(f"unknown state {s!r}; choose from {', '.join(t.value for t in StateType)}")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(states=wanted or None, flow_name=flow_name, limit=limit)
+    if as_json:
+        print_json(runs)
+        return
+    print_table(
+        "Flow runs",
+        ["ID", "Flow", "Name", "State", "Expected start", "Run count"],
+        [
+            [r.id, r.flow_name, r.name, r.state_name, fmt_time(r.expected_start_time), r.run_count]
+            for r in runs
+        ],
+    )
+
+
+@flow_run.command("inspect")
+@click.argument("flow_run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(flow_run_id: str, as_json: bool) -> None:
+    """Show one flow run."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(parse_run_id(flow_run_id))
+    if as_json:
+        print_json(run)
+    else:
+        print_record(f"Flow run {run.id}", run)

@@ -1,0 +1,106 @@
+"""The exception tree.
+
+``PrefectLiteError`` is the root of every error we raise on purpose. ``UserError``s are
+problems with input that a CLI prints as one line. Control signals that must cross user
+``except Exception`` blocks (pause, cancel, abort) derive from ``BaseException``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PrefectLiteError(Exception):
+    """Root of all prefect_lite errors."""
+
+
+class UserError(PrefectLiteError):
+    """Bad input or configuration: shown to CLI users as one clear line."""
+
+
+class ConfigurationError(UserError):
+    """Settings are invalid or a needed component is missing."""
+
+
+class StoreUnavailable(UserError):
+    """Redis cannot be reached."""
+
+
+class ObjectNotFound(UserError):
+    """A named or identified object does not exist."""
+
+    def __init__(self, message: str = "object not found", *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.detail = detail if detail is not None else message
+
+
+class ObjectAlreadyExists(UserError):
+    """Creating something that already exists without ``overwrite``."""
+
+
+class PayloadTooLarge(UserError):
+    """A parameter, result or input is larger than ``max_payload_bytes``."""
+
+
+class ValidationError(UserError):
+    """Input that does not fit its schema."""
+
+
+class ParameterTypeError(ValidationError):
+    """Flow/task parameters that do not fit the function signature."""
+
+
+class SignatureMismatchError(ParameterTypeError):
+    """Parameters that the function signature does not accept at all."""
+
+
+class AuthenticationError(UserError):
+    """Missing or wrong API key."""
+
+
+class MissingContextError(PrefectLiteError, RuntimeError):
+    """A run-scoped API was used outside of a flow or task run."""
+
+
+class StaleProposal(PrefectLiteError):
+    """A state proposal carried an old version or lease and was rejected."""
+
+
+class MissingResult(PrefectLiteError):
+    """A state has no result data to return."""
+
+
+class UnfinishedRun(PrefectLiteError):
+    """The result of a run that has not finished was requested."""
+
+
+class UpstreamTaskError(PrefectLiteError):
+    """A task did not run because an upstream task failed."""
+
+
+class CrashedRun(PrefectLiteError):
+    """The run's process ended without reporting a final state."""
+
+
+class FailedRun(PrefectLiteError):
+    """A run ended FAILED without an exception object to re-raise."""
+
+
+class CancelledRun(PrefectLiteError):
+    """The run was cancelled."""
+
+
+class PausedRun(PrefectLiteError):
+    """The run is paused and has no result yet."""
+
+
+class TerminationSignal(BaseException):
+    """Raised inside a run to stop it (cancellation, abort); escapes ``except Exception``."""
+
+
+class Abort(TerminationSignal):
+    """The orchestrator told this run to stop (e.g. its state was rejected)."""
+
+
+class Pause(TerminationSignal):
+    """The run is suspended; its process should exit and free its slot."""

@@ -1,0 +1,238 @@
+"""Records that cross Redis or HTTP.
+
+Field names mirror Prefect's REST objects so ported code reads the same. Every stored
+record carries ``schema_version`` so a later shape can read an older one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prefect_lite import _time
+from prefect_lite.states import State, StateType
+
+SCHEMA_VERSION = 1
+
+
+def _uuid() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class Record(BaseModel):
+    """Base of stored records: an id, timestamps and a schema version."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    schema_version: int = SCHEMA_VERSION
+    id: uuid.UUID = Field(default_factory=_uuid)
+    created: datetime = Field(default_factory=_time.now)
+    updated: datetime = Field(default_factory=_time.now)
+
+
+class Flow(Record):
+    name: str
+    tags: list[str] = Field(default_factory=list)
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+
+class EmpiricalPolicy(BaseModel):
+    """Retry policy of a run, as the orchestrator sees it."""
+
+    retries: int = 0
+    retry_delay: float | list[float] = 0.0
+    max_retries: int = 0  # kept for Prefect parity; ``retries`` is authoritative
+
+
+class RunInputRef(BaseModel):
+    input_type: Literal["task_run", "parameter", "constant"] = "task_run"
+    id: uuid.UUID | None = None
+    name: str | None = None
+
+
+class FlowRun(Record):
+    name: str
+    flow_id: uuid.UUID
+    flow_name: str | None = None
+    deployment_id: uuid.UUID | None = None
+    deployment_version: str | None = None
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    labels: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    parent_task_run_id: uuid.UUID | None = None
+    parent_flow_run_id: uuid.UUID | None = None
+    empirical_policy: EmpiricalPolicy = Field(default_factory=EmpiricalPolicy)
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    auto_scheduled: bool = False
+    expected_start_time: datetime | None = None
+    # Maintained by propose_state:
+    state: State | None = None
+    state_type: StateType | None = None
+    state_name: str | None = None
+    version: int = 0
+    run_count: int = 0
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    worker_name: str | None = None
+    infrastructure_pid: int | None = None
+
+    @property
+    def total_run_time(self) -> float:
+        if self.start_time is None:
+            return 0.0
+        end = self.end_time or _time.now()
+        return max(0.0, (end - self.start_time).total_seconds())
+
+
+class TaskRun(Record):
+    name: str
+    flow_run_id: uuid.UUID | None = None
+    task_key: str
+    dynamic_key: str = "0"
+    cache_key: str | None = None
+    cache_expiration: datetime | None = None
+    task_version: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    task_inputs: dict[str, list[RunInputRef]] = Field(default_factory=dict)
+    empirical_policy: EmpiricalPolicy = Field(default_factory=EmpiricalPolicy)
+    expected_start_time: datetime | None = None
+    state: State | None = None
+    state_type: StateType | None = None
+    state_name: str | None = None
+    version: int = 0
+    run_count: int = 0
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class Schedule(BaseModel):
+    """One schedule of a deployment: exactly one of cron, interval, rrule."""
+
+    id: uuid.UUID = Field(default_factory=_uuid)
+    slug: str | None = None
+    active: bool = True
+    cron: str | None = None
+    interval: float | None = None  # seconds
+    anchor_date: datetime | None = None
+    rrule: str | None = None
+    timezone: str = "UTC"
+    day_or: bool = True
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    catchup: Literal["skip", "latest", "all"] = "skip"
+    max_catchup: int = 100
+    jitter_seconds: float = 0
+
+
+class Deployment(Record):
+    name: str
+    flow_id: uuid.UUID
+    flow_name: str
+    entrypoint: str | None = None
+    path: str | None = None
+    pull_steps: list[dict[str, Any]] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_openapi_schema: dict[str, Any] = Field(default_factory=dict)
+    enforce_parameter_schema: bool = True
+    tags: list[str] = Field(default_factory=list)
+    description: str | None = None
+    version: str | None = None
+    work_pool_name: str | None = None
+    work_queue_name: str | None = None
+    schedules: list[Schedule] = Field(default_factory=list)
+    paused: bool = False
+    concurrency_limit: int | None = None
+    collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
+    overlap: Literal["allow", "skip", "buffer_one", "cancel_other"] = "allow"
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+
+class WorkPool(Record):
+    name: str
+    type: str = "process"
+    description: str | None = None
+    concurrency_limit: int | None = None
+    paused: bool = False
+    default_queue_name: str = "default"
+
+
+class WorkQueue(Record):
+    name: str
+    work_pool_name: str
+    description: str | None = None
+    priority: int = 1
+    concurrency_limit: int | None = None
+    paused: bool = False
+
+
+class Worker(Record):
+    name: str
+    work_pool_name: str
+    work_queue_names: list[str] = Field(default_factory=list)
+    host: str | None = None
+    pid: int | None = None
+    started: datetime = Field(default_factory=_time.now)
+    last_heartbeat_time: datetime = Field(default_factory=_time.now)
+    status: Literal["ONLINE", "OFFLINE"] = "ONLINE"
+    limit: int | None = None
+
+
+class Log(BaseModel):
+    name: str
+    level: int
+    message: str
+    timestamp: datetime = Field(default_factory=_time.now)
+    flow_run_id: uuid.UUID | None = None
+    task_run_id: uuid.UUID | None = None
+
+
+class Variable(Record):
+    name: str
+    value: Any = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class BlockDocument(Record):
+    name: str
+    block_type_slug: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    block_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunInput(BaseModel):
+    """A stored flow run input (pause/resume and send/receive)."""
+
+    flow_run_id: uuid.UUID
+    key: str
+    value: Any = None
+    sender: str | None = None
+    created: datetime = Field(default_factory=_time.now)
+
+
+class Event(BaseModel):
+    """Something that happened to a resource (state changes, worker lifecycle...)."""
+
+    id: uuid.UUID = Field(default_factory=_uuid)
+    occurred: datetime = Field(default_factory=_time.now)
+    event: str
+    resource: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class OrchestrationResult(BaseModel):
+    """What ``propose_state`` answers: the run's state after the proposal."""
+
+    status: Literal["ACCEPT", "REJECT", "ABORT"]
+    state: State | None = None
+    version: int = 0
+    details: str | None = None

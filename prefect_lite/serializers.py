@@ -1,0 +1,74 @@
+"""Serializers for stored payloads.
+
+``json`` (orjson, strict: only JSON-native values) and ``pickle`` (cloudpickle) for results;
+``dumps``/``loads`` for records. Every stored shape goes through one named function.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Protocol
+
+import orjson
+
+
+class Serializer(Protocol):
+    type: str
+
+    def dumps(self, obj: Any) -> bytes: ...
+
+    def loads(self, blob: bytes) -> Any: ...
+
+
+def _default(obj: Any) -> Any:
+    model_dump = getattr(obj, "model_dump", None)
+    if callable(model_dump):
+        return model_dump(mode="json")
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=str)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON bytes of a record or plain value (UUIDs, datetimes and models allowed)."""
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def loads(blob: bytes | str) -> Any:
+    return orjson.loads(blob)
+
+
+class JSONSerializer:
+    type = "json"
+
+    def dumps(self, obj: Any) -> bytes:
+        return dumps(obj)
+
+    def loads(self, blob: bytes) -> Any:
+        return orjson.loads(blob)
+
+
+class PickleSerializer:
+    """cloudpickle, so lambdas and locally defined classes survive."""
+
+    type = "pickle"
+
+    def dumps(self, obj: Any) -> bytes:
+        import cloudpickle
+
+        return base64.b64encode(cloudpickle.dumps(obj))
+
+    def loads(self, blob: bytes) -> Any:
+        import pickle
+
+        return pickle.loads(base64.b64decode(blob))
+
+
+def get_serializer(name: str | Serializer) -> Serializer:
+    if not isinstance(name, str):
+        return name
+    if name in ("json",):
+        return JSONSerializer()
+    if name in ("pickle", "cloudpickle"):
+        return PickleSerializer()
+    raise ValueError(f"unknown result serializer {name!r}: use 'json' or 'pickle'")

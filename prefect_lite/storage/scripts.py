@@ -1,0 +1,143 @@
+"""Lua scripts for the atomic steps: propose a state, create a run if absent.
+
+``propose_state`` checks the transition table (generated from ``states.TRANSITIONS``),
+the version and the lease token, writes the new state, appends to the history, moves
+the run between state indexes, the due set and the lease set, and releases pool slots on
+leaving a slot-holding state - all in one round trip.
+
+Run hash fields: id, rec, state, type, name, ver, lease, run_count, start, end, score, slots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from typing import Any
+
+from prefect_lite.states import transition_table_lua
+
+# ARGV layout shared by both scripts, after the script-specific head:
+#   state_json, to_type, now_ts, state_index_prefix ('' = none), due_key ('' = none),
+#   scheduled_ts, lease_key ('' = none), lease_expiry, new_lease ('' keep, '-' clear),
+#   admit_key ('' = none: list to notify when slots are released)
+_APPLY = r"""
+local T = %(table)s
+local TERMINAL = {COMPLETED=true, FAILED=true, CANCELLED=true, CRASHED=true}
+
+local function apply_state(key, hist, run_id, cur_type, ver, a, o)
+  -- a: ARGV; o: offset of the shared block
+  local state_json, to_type, now = a[o], a[o+1], a[o+2]
+  local idx, due, sched_ts = a[o+3], a[o+4], a[o+5]
+  local lease_key, lease_exp, new_lease, admit = a[o+6], a[o+7], a[o+8], a[o+9]
+  local name = cjson.decode(state_json)['name']
+  ver = ver + 1
+  redis.call('HSET', key, 'state', state_json, 'type', to_type, 'name', name, 'ver', ver)
+  redis.call('RPUSH', hist, state_json)
+  if idx ~= '' then
+    local score = redis.call('HGET', key, 'score') or now
+    if cur_type ~= '' then redis.call('ZREM', idx .. cur_type, run_id) end
+    redis.call('ZADD', idx .. to_type, score, run_id)
+  end
+  if to_type == 'RUNNING' then
+    redis.call('HINCRBY', key, 'run_count', 1)
+    if not redis.call('HGET', key, 'start') then redis.call('HSET', key, 'start', now) end
+  end
+  local final = TERMINAL[to_type]
+  if final then redis.call('HSET', key, 'end', now) end
+  if due ~= '' then
+    if to_type == 'SCHEDULED' then redis.call('ZADD', due, sched_ts, run_id)
+    else redis.call('ZREM', due, run_id) end
+  end
+  if new_lease == '-' then redis.call('HDEL', key, 'lease')
+  elseif new_lease ~= '' then redis.call('HSET', key, 'lease', new_lease) end
+  local releasing = final or to_type == 'SCHEDULED' or name == 'Suspended'
+  if lease_key ~= '' then
+    if releasing then
+      redis.call('ZREM', lease_key, run_id)
+      redis.call('HDEL', key, 'lease')
+    elseif lease_exp ~= '' then
+      redis.call('ZADD', lease_key, lease_exp, run_id)
+    end
+  end
+  if releasing then
+    local slots = redis.call('HGET', key, 'slots')
+    if slots and slots ~= '' then
+      for slot in string.gmatch(slots, '%%S+') do redis.call('ZREM', slot, run_id) end
+      redis.call('HDEL', key, 'slots')
+      if admit ~= '' then redis.call('RPUSH', admit, run_id) end
+    end
+  end
+  return ver
+end
+"""
+
+# KEYS: run hash, history list.  ARGV: expected_ver, lease_token, force, <shared block>
+_PROPOSE = r"""
+local key, hist = KEYS[1], KEYS[2]
+local cur = redis.call('HMGET', key, 'id', 'type', 'ver', 'lease', 'state')
+local run_id, cur_type, lease = cur[1], cur[2] or '', cur[4]
+local ver, cur_state = tonumber(cur[3] or '0'), cur[5] or ''
+if not run_id then return {'NOTFOUND', '0', ''} end
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= ver then return {'STALE', tostring(ver), cur_state} end
+if ARGV[2] ~= '' and lease and lease ~= ARGV[2] then return {'STALE', tostring(ver), cur_state} end
+local status = 'ACCEPT'
+if ARGV[3] ~= '1' then
+  local d = T[cur_type .. '>' .. ARGV[5]]
+  if d == nil or d == 'R' then return {'REJECT', tostring(ver), cur_state} end
+  if d ~= 'A' then
+    local _, _, ttype, tname, tmsg = string.find(d, '^T|([^|]*)|([^|]*)|(.*)$')
+    local s = cjson.decode(ARGV[4])
+    s['type'] = ttype
+    s['name'] = tname
+    s['message'] = tmsg
+    ARGV[4] = cjson.encode(s)
+    ARGV[5] = ttype
+    status = 'TURN'
+  end
+end
+ver = apply_state(key, hist, run_id, cur_type, ver, ARGV, 4)
+return {status, tostring(ver), ARGV[4]}
+"""
+
+# KEYS: run hash, history list, idempotency key ('' ok), then index zsets to add the id to.
+# ARGV: run_id, record_json, score, <shared block>
+_CREATE = r"""
+local key, hist, idem = KEYS[1], KEYS[2], KEYS[3]
+local run_id = ARGV[1]
+if idem ~= '' then
+  local existing = redis.call('GET', idem)
+  if existing then return {'EXISTS', existing} end
+end
+if redis.call('EXISTS', key) == 1 then return {'EXISTS', run_id} end
+if idem ~= '' then redis.call('SET', idem, run_id) end
+redis.call('HSET', key, 'id', run_id, 'rec', ARGV[2], 'score', ARGV[3], 'ver', 0, 'run_count', 0)
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], run_id) end
+apply_state(key, hist, run_id, '', 0, ARGV, 4)
+return {'CREATED', run_id}
+"""
+
+
+@cache
+def propose_source() -> str:
+    return (_APPLY % {"table": transition_table_lua()}) + _PROPOSE
+
+
+@cache
+def create_source() -> str:
+    return (_APPLY % {"table": transition_table_lua()}) + _CREATE
+
+
+@cache
+def sha(name: str) -> str:
+    """SHA1 of a script's source, as EVALSHA wants it."""
+    return hashlib.sha1(_source(name).encode()).hexdigest()
+
+
+def _source(name: str) -> str:
+    return create_source() if name == "create" else propose_source()
+
+
+def load_all(r: Any) -> None:
+    """Load every script into the server's script cache (after a restart or flush)."""
+    for name in ("create", "propose"):
+        r.script_load(_source(name))

@@ -1,0 +1,1 @@
+"""Benchmarks: prefect_lite against real Prefect, measured side by side (see README.md)."""

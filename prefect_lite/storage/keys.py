@@ -23,8 +23,10 @@ P:tr:{id}                           hash     task run (same fields as a flow run
 P:tr:{id}:hist                      list     task run state history
 P:tr:idx:fr:{flow_run_id}           zset     task run ids of a flow run, by start
 P:tr:idx:state:{TYPE}               zset     task run ids in a state type
-P:{kind}:{name}                     string   named record (JSON): flow, deployment, pool,
-                                             queue, worker, variable, block
+P:{kind}:rec:{name}                 string   named record (JSON): flow, deployment, pool,
+                                             queue, worker, variable, block (the ``rec``
+                                             segment keeps a record named "idx" or
+                                             "alias:x" off the index and alias keys)
 P:{kind}:idx                        zset     names of a kind (score 0: lexicographic)
 P:{kind}:alias:{alias}              string   secondary lookup, e.g. id -> name
 P:sched:due                         zset     scheduled flow run ids by scheduled time
@@ -121,7 +123,7 @@ def history_of(record_key: str) -> str:
 
 # -- named records (flows, deployments, pools, queues, workers, variables, blocks)
 def record(kind: str, name: str) -> str:
-    return f"{prefix()}:{kind}:{name}"
+    return f"{prefix()}:{kind}:rec:{name}"
 
 
 def record_index(kind: str) -> str:

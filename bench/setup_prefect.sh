@@ -13,6 +13,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON="${PYTHON:-python3}"
 venv=".prefect-venv"
 spec="prefect>=3,<4"
+# Prefect 3.8.x declares no upper bound on FastAPI, and FastAPI >= 0.151 breaks its server
+# (Body(min_items=...)); 3.9 pins <0.151 itself. Keep the baseline importable either way.
+constraint="fastapi<0.151"
 
 upgrade=false
 case "${1:-}" in
@@ -40,7 +43,7 @@ if [[ "$version" == 3.* ]] && ! $upgrade; then
     echo "Prefect $version is already installed in bench/$venv (--upgrade for the newest 3.x)"
 else
     echo "Installing $spec into bench/$venv ..."
-    "$venv/bin/python" -m pip install -qq --disable-pip-version-check --upgrade "$spec"
+    "$venv/bin/python" -m pip install -qq --disable-pip-version-check --upgrade "$spec" "$constraint"
     version="$(installed_version)"
 fi
 

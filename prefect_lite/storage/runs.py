@@ -57,6 +57,7 @@ def _shared_args(kind: Kind, p: Proposal) -> list[Any]:
     return [
         state_json,
         canonical(state.type).value,
+        state.name or "",
         repr(_time.timestamp()),
         keys.flow_run_state_index_prefix() if is_flow else "",
         keys.scheduled_due() if is_flow else "",
@@ -151,12 +152,15 @@ def _queue_create(pipe: Pipeline, kind: Kind, run: FlowRun | TaskRun, state: Sta
 
 def _queue_propose(pipe: Pipeline, kind: Kind, run_id: str, p: Proposal) -> None:
     key = _run_key(kind, run_id)
-    head = [
+    _evalsha(pipe, "propose", [key, keys.history_of(key)], _propose_head(p) + _shared_args(kind, p))
+
+
+def _propose_head(p: Proposal) -> list[str]:
+    return [
         "" if p.expected_version is None else str(p.expected_version),
         p.lease or "",
         "1" if p.force else "",
     ]
-    _evalsha(pipe, "propose", [key, keys.history_of(key)], head + _shared_args(kind, p))
 
 
 def _evalsha(pipe: Pipeline, name: str, script_keys: list[str], args: list[Any]) -> None:
@@ -175,11 +179,16 @@ def create_run(kind: Kind, run: FlowRun | TaskRun, state: State) -> tuple[bool, 
 
 
 def propose(kind: Kind, run_id: uuid.UUID | str, proposal: Proposal) -> OrchestrationResult:
-    batch = RunBatch()
-    batch.propose(kind, run_id, proposal)
-    raw = batch.execute()[0]
-    if isinstance(raw, Exception):
-        raise raw
+    """One proposal, one round trip (EVALSHA straight on the connection, no pipeline)."""
+    key = _run_key(kind, str(run_id))
+    args = [key, keys.history_of(key), *_propose_head(proposal), *_shared_args(kind, proposal)]
+    r = get_redis()
+    with translate_errors():
+        try:
+            raw = r.execute_command("EVALSHA", scripts.sha("propose"), 2, *args)
+        except NoScriptError:
+            scripts.load_all(r)
+            raw = r.execute_command("EVALSHA", scripts.sha("propose"), 2, *args)
     return _result(raw)
 
 

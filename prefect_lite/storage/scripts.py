@@ -17,7 +17,7 @@ from typing import Any
 from prefect_lite.states import transition_table_lua
 
 # ARGV layout shared by both scripts, after the script-specific head:
-#   state_json, to_type, now_ts, state_index_prefix ('' = none), due_key ('' = none),
+#   state_json, to_type, to_name, now_ts, state_index_prefix ('' = none), due_key ('' = none),
 #   scheduled_ts, lease_key ('' = none), lease_expiry, new_lease ('' keep, '-' clear),
 #   admit_key ('' = none: list to notify when slots are released)
 _APPLY = r"""
@@ -26,10 +26,9 @@ local TERMINAL = {COMPLETED=true, FAILED=true, CANCELLED=true, CRASHED=true}
 
 local function apply_state(key, hist, run_id, cur_type, ver, a, o)
   -- a: ARGV; o: offset of the shared block
-  local state_json, to_type, now = a[o], a[o+1], a[o+2]
-  local idx, due, sched_ts = a[o+3], a[o+4], a[o+5]
-  local lease_key, lease_exp, new_lease, admit = a[o+6], a[o+7], a[o+8], a[o+9]
-  local name = cjson.decode(state_json)['name']
+  local state_json, to_type, name, now = a[o], a[o+1], a[o+2], a[o+3]
+  local idx, due, sched_ts = a[o+4], a[o+5], a[o+6]
+  local lease_key, lease_exp, new_lease, admit = a[o+7], a[o+8], a[o+9], a[o+10]
   ver = ver + 1
   redis.call('HSET', key, 'state', state_json, 'type', to_type, 'name', name, 'ver', ver)
   redis.call('RPUSH', hist, state_json)
@@ -92,6 +91,7 @@ if ARGV[3] ~= '1' then
     s['message'] = tmsg
     ARGV[4] = cjson.encode(s)
     ARGV[5] = ttype
+    ARGV[6] = tname
     status = 'TURN'
   end
 end

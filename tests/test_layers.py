@@ -8,7 +8,9 @@ contract to break.
 
 from __future__ import annotations
 
+import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,11 +28,11 @@ LAYERS = (
 SDK_VIA_CLIENT = "The SDK reaches the API handlers and storage only through the client"
 REDIS_IN_STORAGE = "Only prefect_lite.storage imports redis and rq"
 
-# A well-layered miniature of the project: every layer the contracts require, each
-# importing the one below it the way the real code does.
+# A well-layered miniature of the project, one module per layer (write_tree adds any other
+# layer .importlinter requires, empty), each importing the one below as the real code does.
 CLEAN_TREE = {
     "prefect_lite/__init__.py": (
-        '"""Lazy re-exports from the SDK, like the real package root."""\n'
+        '"""Lazy SDK re-exports, typed statically: root -> SDK edges in the graph."""\n'
         "import importlib\n"
         "from typing import TYPE_CHECKING, Any\n"
         "if TYPE_CHECKING:\n"
@@ -128,8 +130,24 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def required_layer_modules() -> set[str]:
+    """The layers .importlinter requires to exist (those not in parentheses)."""
+    config = configparser.ConfigParser()
+    config.read(CONFIG)
+    names = set()
+    for line in config["importlinter:contract:layers"]["layers"].split("\n"):
+        names.update(name.strip() for name in re.split(r"[:|]", line) if name.strip())
+    return {name for name in names if not name.startswith("(")}
+
+
 def write_tree(root: Path, files: dict[str, str]) -> None:
+    """The miniature plus ``files``; required layers it lacks become empty modules."""
     shutil.copyfile(CONFIG, root / ".importlinter")
+    files = dict(files)
+    for module in required_layer_modules():
+        path = module.replace(".", "/")
+        if f"{path}.py" not in files and f"{path}/__init__.py" not in files:
+            files[f"{path}.py"] = ""
     for name, source in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
 """Import cost: a fresh ``python -c "import prefect_lite"`` against ``import prefect``.
 
-Each figure is the median wall time of 10 fresh interpreters, after one untimed run that
-also leaves bytecode caches warm. Interpreter start-up (``python -c pass``) is measured
-for each interpreter and shown as its own row (its ratio should be close to 1: a sanity
-check of the set-up), then subtracted to give the cost of the import alone. The last row is
-the peak RSS of an interpreter that has done the import.
+Each figure is the median wall time of 10 fresh interpreters. The commands run in rounds,
+every command once per round and the two sides alternating, so that other load on the
+machine lands on both alike; one untimed round first leaves bytecode caches warm.
+Interpreter start-up (``python -c pass``) is measured for each interpreter and shown as
+its own row, then subtracted to give the cost of the import alone. That ratio should be
+close to 1; an editable install (``pip install -e``) is the usual exception, as its import
+hook runs at every start-up (and preloads a few stdlib modules the import then reuses). The last row is the peak RSS of an
+interpreter that has done the import.
 
 prefect_lite runs under the interpreter running this benchmark, from the repository root;
 Prefect under ``bench/.prefect-venv``. Without that venv the baseline column is empty.
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from bench import harness
 
@@ -22,11 +27,18 @@ REPEAT = 10
 PEAK_RSS_KIB = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 
 
-def _run(python: str, code: str, env: Mapping[str, str] | None) -> str:
+@dataclass(frozen=True)
+class Side:
+    python: str
+    module: str
+    env: Mapping[str, str] | None
+
+
+def _run(side: Side, code: str) -> str:
     result = subprocess.run(
-        [python, "-c", code],
+        [side.python, "-c", code],
         cwd=harness.REPO_DIR,
-        env=env,
+        env=side.env,
         capture_output=True,
         text=True,
         check=True,
@@ -34,23 +46,37 @@ def _run(python: str, code: str, env: Mapping[str, str] | None) -> str:
     return result.stdout
 
 
-def _median_ms(python: str, code: str, env: Mapping[str, str] | None) -> float:
-    stats = harness.measure(lambda: _run(python, code, env), repeat=REPEAT, warmup=1)
-    return stats.p50_us / 1000
-
-
-def _import_profile(python: str, module: str, env: Mapping[str, str] | None) -> dict[str, float]:
-    floor = _median_ms(python, "pass", env)
-    total = _median_ms(python, f"import {module}", env)
-    peak_kib = int(_run(python, f"import {module}; {PEAK_RSS_KIB}", env).split()[-1])
-    return {"floor": floor, "total": total, "import": total - floor, "rss": peak_kib / 1024}
+def _median_ms(sides: dict[str, Side]) -> dict[tuple[str, str], float]:
+    """Median wall time of ``pass`` ("floor") and of the import ("total") for each side."""
+    commands = {
+        (name, key): code
+        for name, side in sides.items()
+        for key, code in (("floor", "pass"), ("total", f"import {side.module}"))
+    }
+    samples: dict[tuple[str, str], list[float]] = {command: [] for command in commands}
+    for round_number in range(REPEAT + 1):
+        for (name, key), code in commands.items():
+            started = time.perf_counter_ns()
+            _run(sides[name], code)
+            if round_number:  # round 0 only warms up
+                samples[(name, key)].append((time.perf_counter_ns() - started) / 1000)
+    return {
+        command: harness.Stats.from_samples(values).p50_us / 1000
+        for command, values in samples.items()
+    }
 
 
 def main() -> list[harness.Row]:
-    lite = _import_profile(sys.executable, "prefect_lite", None)
-    base: dict[str, float | None] = dict.fromkeys(lite)
+    sides = {"prefect_lite": Side(sys.executable, "prefect_lite", None)}
     if harness.prefect_available():
-        base.update(_import_profile(str(harness.PREFECT_PYTHON), "prefect", harness.prefect_env()))
+        sides["baseline"] = Side(str(harness.PREFECT_PYTHON), "prefect", harness.prefect_env())
+    medians = _median_ms(sides)
+    figures: dict[str, dict[str, float]] = {}
+    for name, side in sides.items():
+        floor, total = medians[(name, "floor")], medians[(name, "total")]
+        peak_kib = int(_run(side, f"import {side.module}; {PEAK_RSS_KIB}").split()[-1])
+        figures[name] = {"floor": floor, "total": total, "import": total - floor}
+        figures[name]["rss"] = peak_kib / 1024
     rows = [
         ("start-up floor (python -c pass)", "floor", "ms"),
         ("wall time", "total", "ms"),
@@ -58,8 +84,13 @@ def main() -> list[harness.Row]:
         ("peak RSS", "rss", "MiB"),
     ]
     return [
-        {"name": name, "prefect_lite": lite[key], "baseline": base[key], "unit": unit}
-        for name, key, unit in rows
+        {
+            "name": label,
+            "prefect_lite": figures["prefect_lite"][key],
+            "baseline": figures["baseline"][key] if "baseline" in figures else None,
+            "unit": unit,
+        }
+        for label, key, unit in rows
     ]
 
 

@@ -6,13 +6,18 @@ record carries ``schema_version`` so a later shape can read an older one.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import uuid
+from collections import deque
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_lite import _time
+from prefect_lite.exceptions import PayloadTooLarge, ValidationError
 from prefect_lite.states import State, StateType
 
 SCHEMA_VERSION = 1
@@ -207,6 +212,97 @@ class BlockDocument(Record):
     block_type_slug: str
     data: dict[str, Any] = Field(default_factory=dict)
     block_schema: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        """``slug/name``, the form ``Block.load`` and the CLI accept."""
+        return f"{self.block_type_slug}/{self.name}"
+
+
+class BlockType(Record):
+    """A kind of block, recorded the first time a document of it is saved."""
+
+    slug: str
+    name: str
+    description: str | None = None
+    block_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- Rules for variable and block names and values, shared by the SDK (early, clear errors)
+# and the API handlers (the same rules for HTTP callers). They follow Prefect's.
+MAX_VARIABLE_NAME_LENGTH = 255
+MAX_VARIABLE_VALUE_LENGTH = 5000  # characters of compact JSON, Prefect's limit
+MAX_JSON_DEPTH = 64  # nesting levels; deeper values cannot round-trip through our records
+_VARIABLE_NAME = re.compile(r"[a-z0-9_-]+")
+_SLUG = re.compile(r"[a-z0-9-]+")
+JSON_TYPES_HINT = "str, int, float, bool, None, or lists and dicts (with str keys) of those"
+
+
+def check_variable_name(name: object) -> str:
+    """Lowercase letters, digits, underscores and dashes; at most 255 characters."""
+    if not isinstance(name, str) or not _VARIABLE_NAME.fullmatch(name):
+        raise ValidationError(
+            f"invalid variable name {name!r}: use lowercase letters, digits, underscores and dashes"
+        )
+    if len(name) > MAX_VARIABLE_NAME_LENGTH:
+        raise ValidationError(
+            f"variable name is {len(name)} characters long; the limit is {MAX_VARIABLE_NAME_LENGTH}"
+        )
+    return name
+
+
+def check_slug(value: object, what: str) -> str:
+    """Block type slugs and block document names: lowercase letters, digits and dashes."""
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
+        raise ValidationError(f"invalid {what} {value!r}: use lowercase letters, digits and dashes")
+    return value
+
+
+def check_tags(tags: object) -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+        raise ValidationError(f"tags must be a list of strings, not {tags!r}")
+    return list(tags)
+
+
+def json_value_problem(value: Any, where: str = "value") -> str | None:
+    """Why ``value`` is not plain JSON (None if it is): the first offending item, by path."""
+    pending: deque[tuple[Any, str, int]] = deque([(value, where, 0)])
+    while pending:
+        item, path, depth = pending.popleft()
+        if item is None or isinstance(item, str | bool | int):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{path} is {item!r}, which JSON cannot represent"
+            continue
+        if not isinstance(item, list | dict):
+            return f"{path} is of type {type(item).__name__}, not a JSON value"
+        if depth >= MAX_JSON_DEPTH:
+            return f"{path} nests deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(item, list):
+            pending.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
+            continue
+        for key, child in item.items():
+            if not isinstance(key, str):
+                return f"{path} has the non-string key {key!r}"
+            pending.append((child, f"{path}[{key!r}]", depth + 1))
+    return None
+
+
+def check_variable_value(name: str, value: Any) -> Any:
+    """JSON values only, at most ``MAX_VARIABLE_VALUE_LENGTH`` characters as compact JSON."""
+    problem = json_value_problem(value)
+    if problem is not None:
+        raise ValidationError(f"variable {name!r}: {problem}; use {JSON_TYPES_HINT}")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    if size > MAX_VARIABLE_VALUE_LENGTH:
+        raise PayloadTooLarge(
+            f"variable {name!r}: the value is {size} characters as JSON; the limit is "
+            f"{MAX_VARIABLE_VALUE_LENGTH} (store larger data in a block or a result)"
+        )
+    return value
 
 
 class RunInput(BaseModel):

@@ -137,3 +137,24 @@ def test_scripts_are_reloaded_after_a_script_flush(client, redis_client) -> None
     redis_client.script_flush()
     assert client.set_flow_run_state(run.id, states.Running()).status == "ACCEPT"
     assert [s.name for s in client.read_flow_run_states(run.id)] == ["Pending", "Running"]
+
+
+def _slot_keys(prefix: str) -> list[tuple[str, int | None]]:
+    from prefect_lite.storage import keys
+
+    return [(keys.record("slots-test", f"{prefix}-pool"), 2), (keys.record("slots", "q"), None)]
+
+
+def test_slots_are_claimed_all_or_nothing_and_released_on_terminal_state(client) -> None:  # type: ignore[no-untyped-def]
+    from prefect_lite.storage import runs
+
+    slots = _slot_keys("a")
+    ids = [client.create_flow_run("etl", state=states.Scheduled()).id for _ in range(3)]
+    assert runs.claim_slots(ids[0], slots) == (True, None)
+    assert runs.claim_slots(ids[1], slots) == (True, None)
+    assert runs.claim_slots(ids[0], slots) == (True, None)  # re-claiming is idempotent
+    assert runs.claim_slots(ids[2], slots) == (False, 0)  # the pool set is full
+    client.set_flow_run_state(ids[0], states.Pending())
+    client.set_flow_run_state(ids[0], states.Running())
+    client.set_flow_run_state(ids[0], states.Completed())  # releases both slots
+    assert runs.claim_slots(ids[2], slots) == (True, None)

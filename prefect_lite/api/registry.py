@@ -43,6 +43,13 @@ def operation(method: str, path: str, *, status_code: int = 200, tag: str = "") 
 
 def all_operations() -> dict[str, Operation]:
     """Every operation, with all handler modules imported."""
-    from prefect_lite.api import flow_runs, flows, logs, task_runs  # noqa: F401
+    from prefect_lite.api import (  # noqa: F401
+        blocks,
+        flow_runs,
+        flows,
+        logs,
+        task_runs,
+        variables,
+    )
 
     return OPERATIONS

@@ -18,10 +18,14 @@ def cli() -> None:
 
 def _register() -> None:
     from prefect_lite.cli import config, flow_run, server
+    from prefect_lite.cli.block import block
+    from prefect_lite.cli.variable import variable
 
     cli.add_command(config.config)
     cli.add_command(flow_run.flow_run)
     cli.add_command(server.server)
+    cli.add_command(block)
+    cli.add_command(variable)
 
 
 _register()

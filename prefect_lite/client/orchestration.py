@@ -15,7 +15,17 @@ from types import TracebackType
 from typing import Any
 
 from prefect_lite.client.transport import Transport, default_transport
-from prefect_lite.schemas import EmpiricalPolicy, Flow, FlowRun, Log, OrchestrationResult, TaskRun
+from prefect_lite.schemas import (
+    BlockDocument,
+    BlockType,
+    EmpiricalPolicy,
+    Flow,
+    FlowRun,
+    Log,
+    OrchestrationResult,
+    TaskRun,
+    Variable,
+)
 from prefect_lite.states import State, StateType
 
 
@@ -187,6 +197,86 @@ class SyncPrefectClient:
             task_run_id=task_run_id,
             min_level=min_level,
         )
+
+    # -- variables
+    def create_variable(
+        self, name: str, value: Any, tags: list[str] | None = None, overwrite: bool = False
+    ) -> Variable:
+        return self._call("create_variable", name=name, value=value, tags=tags, overwrite=overwrite)
+
+    def read_variable_by_name(self, name: str) -> Variable:
+        return self._call("read_variable_by_name", name=name)
+
+    def read_variables(
+        self,
+        name_prefix: str = "",
+        tags: list[str] | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> list[Variable]:
+        return self._call(
+            "read_variables", name_prefix=name_prefix, tags=tags, limit=limit, offset=offset
+        )
+
+    def delete_variable_by_name(self, name: str) -> None:
+        self._call("delete_variable_by_name", name=name)
+
+    # -- blocks
+    def create_block_document(
+        self, block_document: BlockDocument, overwrite: bool = False
+    ) -> BlockDocument:
+        return self._call(
+            "create_block_document", block_document=block_document, overwrite=overwrite
+        )
+
+    def read_block_document_by_name(
+        self, block_type_slug: str, name: str, include_secrets: bool = False
+    ) -> BlockDocument:
+        return self._call(
+            "read_block_document_by_name",
+            block_type_slug=block_type_slug,
+            name=name,
+            include_secrets=include_secrets,
+        )
+
+    def read_block_document(
+        self, block_document_id: uuid.UUID, include_secrets: bool = False
+    ) -> BlockDocument:
+        return self._call(
+            "read_block_document",
+            block_document_id=block_document_id,
+            include_secrets=include_secrets,
+        )
+
+    def read_block_documents(
+        self,
+        block_type_slug: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
+        include_secrets: bool = False,
+    ) -> list[BlockDocument]:
+        return self._call(
+            "read_block_documents",
+            block_type_slug=block_type_slug,
+            limit=limit,
+            offset=offset,
+            include_secrets=include_secrets,
+        )
+
+    def delete_block_document_by_name(self, block_type_slug: str, name: str) -> None:
+        self._call("delete_block_document_by_name", block_type_slug=block_type_slug, name=name)
+
+    def delete_block_document(self, block_document_id: uuid.UUID) -> None:
+        self._call("delete_block_document", block_document_id=block_document_id)
+
+    def create_block_type(self, block_type: BlockType) -> BlockType:
+        return self._call("create_block_type", block_type=block_type)
+
+    def read_block_type_by_slug(self, slug: str) -> BlockType:
+        return self._call("read_block_type_by_slug", slug=slug)
+
+    def read_block_types(self, limit: int = 200, offset: int = 0) -> list[BlockType]:
+        return self._call("read_block_types", limit=limit, offset=offset)
 
 
 class PrefectClient:

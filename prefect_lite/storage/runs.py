@@ -309,3 +309,28 @@ def task_run_ids_of(flow_run_id: uuid.UUID | str) -> list[str]:
     with translate_errors():
         ids = get_redis().zrange(keys.task_run_index_flow_run(str(flow_run_id)), 0, -1)
     return [str(i) for i in ids]
+
+
+def claim_slots(
+    run_id: uuid.UUID | str, slots: Sequence[tuple[str, int | None]]
+) -> tuple[bool, int | None]:
+    """Take a slot in every ``(slot set key, limit)`` for the run, or none of them.
+
+    Returns ``(True, None)`` on success, ``(False, i)`` when slot set ``i`` is full. The
+    slots are released by ``propose_state`` when the run ends, is rescheduled or suspended.
+    """
+    rid = str(run_id)
+    script_keys = [keys.flow_run(rid), *[key for key, _ in slots]]
+    args = [rid, repr(_time.timestamp()), *["" if lim is None else str(lim) for _, lim in slots]]
+    r = get_redis()
+    with translate_errors():
+        try:
+            raw = r.execute_command(
+                "EVALSHA", scripts.sha("claim"), len(script_keys), *script_keys, *args
+            )
+        except NoScriptError:
+            scripts.load_all(r)
+            raw = r.execute_command(
+                "EVALSHA", scripts.sha("claim"), len(script_keys), *script_keys, *args
+            )
+    return (True, None) if int(raw[0]) == 1 else (False, int(raw[1]) - 1)

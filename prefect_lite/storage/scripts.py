@@ -134,10 +134,40 @@ def sha(name: str) -> str:
 
 
 def _source(name: str) -> str:
-    return create_source() if name == "create" else propose_source()
+    if name == "create":
+        return create_source()
+    if name == "propose":
+        return propose_source()
+    return claim_slots_source()
 
 
 def load_all(r: Any) -> None:
     """Load every script into the server's script cache (after a restart or flush)."""
-    for name in ("create", "propose"):
+    for name in ("create", "propose", "claim"):
         r.script_load(_source(name))
+
+
+# KEYS: run hash, then slot sets (zsets of run ids holding a slot).
+# ARGV: run_id, now_ts, then one limit per slot set ('' = unlimited).
+# Takes a slot in every set or in none: answers {1} or {0, index of the full set}.
+# The propose_state script releases them when the run leaves a slot-holding state.
+_CLAIM_SLOTS = r"""
+local run_id, now = ARGV[1], ARGV[2]
+for i = 2, #KEYS do
+  local limit = ARGV[i + 1]
+  if limit ~= '' and redis.call('ZSCORE', KEYS[i], run_id) == false then
+    if redis.call('ZCARD', KEYS[i]) >= tonumber(limit) then return {0, i - 1} end
+  end
+end
+local held = {}
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now, run_id)
+  held[#held + 1] = KEYS[i]
+end
+redis.call('HSET', KEYS[1], 'slots', table.concat(held, ' '))
+return {1}
+"""
+
+
+def claim_slots_source() -> str:
+    return _CLAIM_SLOTS

@@ -199,6 +199,7 @@ class Log(BaseModel):
     timestamp: datetime = Field(default_factory=_time.now)
     flow_run_id: uuid.UUID | None = None
     task_run_id: uuid.UUID | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)  # ``extra={...}`` of the log call
 
 
 class Variable(Record):

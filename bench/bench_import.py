@@ -6,8 +6,8 @@ machine lands on both alike; one untimed round first leaves bytecode caches warm
 Interpreter start-up (``python -c pass``) is measured for each interpreter and shown as
 its own row, then subtracted to give the cost of the import alone. That ratio should be
 close to 1; an editable install (``pip install -e``) is the usual exception, as its import
-hook runs at every start-up (and preloads a few stdlib modules the import then reuses). The last row is the peak RSS of an
-interpreter that has done the import.
+hook runs at every start-up (and preloads a few stdlib modules the import then reuses).
+The last row is the peak RSS of an interpreter that has done the import.
 
 prefect_lite runs under the interpreter running this benchmark, from the repository root;
 Prefect under ``bench/.prefect-venv``. Without that venv the baseline column is empty.

@@ -259,6 +259,17 @@ def check_slug(value: object, what: str) -> str:
     return value
 
 
+MAX_PAGE = 10_000
+
+
+def check_paging(limit: int, offset: int) -> None:
+    """``limit`` in 0..10,000 and ``offset`` in 0..2**31 (Redis refuses larger numbers)."""
+    if not 0 <= limit <= MAX_PAGE:
+        raise ValidationError(f"limit must be between 0 and {MAX_PAGE}, not {limit}")
+    if not 0 <= offset <= 2**31:
+        raise ValidationError(f"offset must be between 0 and {2**31}, not {offset}")
+
+
 def check_tags(tags: object) -> list[str]:
     if tags is None:
         return []

@@ -202,6 +202,10 @@ def test_saved_types_are_recorded_with_their_schema() -> None:
         assert client.read_block_type_by_slug("string").name == "String"
         with pytest.raises(ObjectNotFound, match="no block type 'nope'"):
             client.read_block_type_by_slug("nope")
+        with pytest.raises(ValidationError, match="limit must be between"):
+            client.read_block_types(limit=2**63)
+        with pytest.raises(ValidationError, match="offset must be between"):
+            client.read_block_documents(offset=-1)
 
 
 def test_async_save_load_delete() -> None:

@@ -208,6 +208,10 @@ def test_the_api_applies_the_same_rules_to_direct_callers() -> None:
             client.read_variable_by_name("ok")
         with pytest.raises(UserError, match="no variable named 'ok'"):
             client.delete_variable_by_name("ok")
+        with pytest.raises(ValidationError, match="limit must be between 0 and 10000, not -1"):
+            client.read_variables(limit=-1)
+        with pytest.raises(ValidationError, match="offset must be between 0 and"):
+            client.read_variables(offset=2**63)
 
 
 def test_read_variables_filters_by_prefix_and_tags_with_paging() -> None:

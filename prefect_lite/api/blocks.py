@@ -22,7 +22,13 @@ from prefect_lite.exceptions import (
     PayloadTooLarge,
     ValidationError,
 )
-from prefect_lite.schemas import BlockDocument, BlockType, check_slug, json_value_problem
+from prefect_lite.schemas import (
+    BlockDocument,
+    BlockType,
+    check_paging,
+    check_slug,
+    json_value_problem,
+)
 from prefect_lite.settings import get_settings
 from prefect_lite.storage.records import NamedRecords
 
@@ -143,6 +149,7 @@ def read_block_documents(
     include_secrets: bool = False,
 ) -> list[BlockDocument]:
     """Documents ordered by ``slug/name``, optionally of one block type."""
+    check_paging(limit, offset)
     prefix = f"{check_slug(block_type_slug, 'block type slug')}/" if block_type_slug else ""
     found = documents.all(prefix=prefix, limit=limit, offset=offset)
     return [_shown(d, include_secrets) for d in found]
@@ -189,4 +196,5 @@ def read_block_type_by_slug(slug: str) -> BlockType:
 
 @operation("POST", "/block_types/filter", tag="blocks")
 def read_block_types(limit: int = 200, offset: int = 0) -> list[BlockType]:
+    check_paging(limit, offset)
     return block_types.all(limit=limit, offset=offset)

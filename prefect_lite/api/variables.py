@@ -14,6 +14,7 @@ from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect_lite.schemas import (
     Variable,
+    check_paging,
     check_tags,
     check_variable_name,
     check_variable_value,
@@ -63,6 +64,7 @@ def read_variables(
     offset: int = 0,
 ) -> list[Variable]:
     """Variables by name; with ``tags``, only those carrying all of them."""
+    check_paging(limit, offset)
     wanted = set(check_tags(tags))
     if not wanted:
         return variables.all(prefix=name_prefix, limit=limit, offset=offset)

@@ -158,3 +158,14 @@ def test_slots_are_claimed_all_or_nothing_and_released_on_terminal_state(client)
     client.set_flow_run_state(ids[0], states.Running())
     client.set_flow_run_state(ids[0], states.Completed())  # releases both slots
     assert runs.claim_slots(ids[2], slots) == (True, None)
+
+
+def test_listing_limits_are_validated(client) -> None:  # type: ignore[no-untyped-def]
+    from prefect_lite.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="limit"):
+        client.read_flow_runs(limit=2**63)
+    with pytest.raises(ValidationError, match="offset"):
+        client.read_flow_runs(offset=-1)
+    with pytest.raises(ValidationError, match="limit"):
+        client.read_flows(limit=-5)

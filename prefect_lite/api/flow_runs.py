@@ -11,7 +11,7 @@ from prefect_lite.api.flows import create_flow
 from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import ObjectNotFound
 from prefect_lite.names import generate_slug
-from prefect_lite.schemas import EmpiricalPolicy, FlowRun, OrchestrationResult
+from prefect_lite.schemas import EmpiricalPolicy, FlowRun, OrchestrationResult, check_paging
 from prefect_lite.states import Pending, State, StateType
 from prefect_lite.storage import runs
 
@@ -86,6 +86,7 @@ def read_flow_runs(
     newest_first: bool = True,
 ) -> list[FlowRun]:
     """Flow runs matching every given criterion, by expected start time."""
+    check_paging(limit, offset)
     if flow_name and flow_id is None:
         from prefect_lite.api.flows import flow_id_for
 
@@ -97,8 +98,8 @@ def read_flow_runs(
         tags=list(tags or []),
         start_after=start_after.timestamp() if start_after else None,
         start_before=start_before.timestamp() if start_before else None,
-        limit=max(0, min(limit, 10_000)),
-        offset=max(0, offset),
+        limit=limit,
+        offset=offset,
         newest_first=newest_first,
     )
     return runs.read_runs("flow", runs.query_flow_run_ids(query))

@@ -6,7 +6,7 @@ import uuid
 
 from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import ObjectNotFound
-from prefect_lite.schemas import Flow
+from prefect_lite.schemas import Flow, check_paging
 from prefect_lite.storage.records import NamedRecords
 
 FLOW_NAMESPACE = uuid.UUID("5d1e7a3e-57b1-4b59-9a55-3c2f5a0b8f11")
@@ -53,4 +53,5 @@ def read_flow_by_name(name: str) -> Flow:
 
 @operation("POST", "/flows/filter", tag="flows")
 def read_flows(name_prefix: str = "", limit: int = 200, offset: int = 0) -> list[Flow]:
+    check_paging(limit, offset)
     return flows.all(prefix=name_prefix, limit=limit, offset=offset)

@@ -58,6 +58,10 @@ class AuthenticationError(UserError):
     """Missing or wrong API key."""
 
 
+class UnserializableValue(ValidationError, TypeError):
+    """A value that cannot be stored as JSON (e.g. an integer beyond 64 bits)."""
+
+
 class MissingContextError(PrefectLiteError, RuntimeError):
     """A run-scoped API was used outside of a flow or task run."""
 

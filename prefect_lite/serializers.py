@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from prefect_lite.exceptions import UnserializableValue
+
 
 class Serializer(Protocol):
     type: str
@@ -30,8 +32,14 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """JSON bytes of a record or plain value (UUIDs, datetimes and models allowed)."""
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    """JSON bytes of a record or plain value (UUIDs, datetimes and models allowed).
+
+    A value JSON cannot hold is bad input, not a crash: ``UnserializableValue``.
+    """
+    try:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise UnserializableValue(f"cannot store as JSON: {exc}") from exc
 
 
 def loads(blob: bytes | str) -> Any:

@@ -1,4 +1,4 @@
-"""``prefect-lite server ...``: the embedded Redis's lifecycle (status, stop)."""
+"""``prefect-lite server ...``: run the API server; the embedded Redis's status and stop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,24 @@ from prefect_lite.settings import get_settings
 
 @click.group()
 def server() -> None:
-    """Manage the local server and the embedded Redis."""
+    """Run the API server; manage the embedded Redis."""
+
+
+@server.command("start")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", default=4200, show_default=True, type=click.IntRange(0, 65535), help="0: any free."
+)
+@click.option("--no-services", is_flag=True, help="Do not run the scheduler in this process.")
+def start(host: str, port: int, no_services: bool) -> None:
+    """Start the API server: with the embedded Redis if none is configured, and the scheduler.
+
+    The one command to run the whole system on one machine. Stops on Ctrl-C or SIGTERM,
+    and stops the embedded Redis too if it started it.
+    """
+    from prefect_lite.server.runner import ServerRunner
+
+    ServerRunner(get_settings(), host, port, services=not no_services).run(click.echo)
 
 
 @server.command("status")

@@ -1,20 +1,30 @@
 """HTTP transport: the same operations as the local transport, over httpx.
 
-Requests are built from the API registry entry (method, path, parameters) and answers
-are parsed into the handler's declared return type, so a remote call returns exactly
-what a local one does. Error statuses become the typed exceptions the handlers raise.
+Requests are built from the API registry entry: path parameters are substituted (URL
+quoted), the others go as the JSON body (POST/PATCH/PUT) or the query string (GET/DELETE;
+values too structured for a query string travel as JSON text, see ``query_friendly``).
+Answers are parsed into the handler's declared return type, so a remote call returns
+exactly what a local one does. Error statuses become the typed exceptions the handlers
+raise; an unreachable server is one ``StoreUnavailable`` naming the API URL.
 """
 
 from __future__ import annotations
 
+import datetime
+import enum
 import inspect
 import re
+import types
 import typing
+import uuid
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, SecretStr, TypeAdapter
+import pydantic_core
+from pydantic import SecretStr, TypeAdapter
 
 from prefect_lite.api.registry import Operation, all_operations
 from prefect_lite.exceptions import (
@@ -28,42 +38,76 @@ from prefect_lite.exceptions import (
     ValidationError,
 )
 
-_PATH_PARAM = re.compile(r"{(\w+)}")
+PATH_PARAM = re.compile(r"{(\w+)}")
+BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
+_SCALARS = (str, int, float, bool, uuid.UUID, datetime.datetime, datetime.date, enum.Enum)
+_JSON = {"content-type": "application/json"}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return TypeAdapter(type(value)).dump_python(value, mode="json") if value is not None else None
+def query_friendly(hint: Any) -> bool:
+    """True for types a query string carries as-is: scalars, lists of scalars, optionals.
+
+    The server declares other GET/DELETE parameters as JSON-encoded text; both sides use
+    this one rule.
+    """
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return len(args) == 1 and query_friendly(args[0])
+    if origin in (list, set, tuple):
+        return len(args) == 1 and _is_scalar(args[0])
+    return _is_scalar(hint)
+
+
+def _is_scalar(hint: Any) -> bool:
+    if typing.get_origin(hint) is typing.Literal:
+        return True
+    return isinstance(hint, type) and issubclass(hint, _SCALARS)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How one operation's arguments travel and how its answer is read."""
+
+    path_names: tuple[str, ...]
+    json_query: frozenset[str]
+    defaulted: frozenset[str]
+    returns: TypeAdapter[Any] | None
 
 
 @cache
-def _return_adapter(op: Operation) -> TypeAdapter[Any] | None:
+def _shape(op: Operation) -> _Shape:
     hints = typing.get_type_hints(op.fn)
-    ret = hints.get("return", inspect.Signature.empty)
-    if ret in (None, type(None), inspect.Signature.empty):
-        return None
-    return TypeAdapter(ret)
+    ret = hints.pop("return", None)
+    params = inspect.signature(op.fn).parameters
+    return _Shape(
+        path_names=tuple(PATH_PARAM.findall(op.path)),
+        json_query=frozenset(n for n in params if not query_friendly(hints.get(n, Any))),
+        defaulted=frozenset(n for n, p in params.items() if p.default is not p.empty),
+        returns=None if ret in (None, type(None)) else TypeAdapter(ret),
+    )
 
 
 class HTTPTransport:
-    """Calls a prefect-lite server's REST API (``PREFECT_LITE_API_URL``)."""
+    """Calls a prefect-lite server's REST API (``PREFECT_LITE_API_URL``, ending in /api)."""
 
     is_local = False
 
     def __init__(
-        self, api_url: str, api_key: SecretStr | str | None = None, timeout: float = 30.0
+        self,
+        api_url: str,
+        api_key: SecretStr | str | None = None,
+        timeout: float = 30.0,
+        http_client: httpx.Client | None = None,
     ) -> None:
         headers = {}
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self.api_url = api_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.api_url, headers=headers, timeout=timeout)
+        self._http = http_client or httpx.Client(
+            base_url=self.api_url, headers=headers, timeout=timeout
+        )
         self._operations = all_operations()
 
     def close(self) -> None:
@@ -71,33 +115,70 @@ class HTTPTransport:
 
     def call(self, operation: str, arguments: dict[str, Any]) -> Any:
         op = self._operations[operation]
-        args = {k: v for k, v in arguments.items()}
-        path = _PATH_PARAM.sub(lambda m: str(args.pop(m.group(1))), op.path)
-        payload = {k: _jsonable(v) for k, v in args.items()}
+        shape = _shape(op)
+        args = dict(arguments)
+        path = op.path
+        for name in shape.path_names:
+            path = path.replace(f"{{{name}}}", quote(str(args.pop(name)), safe=""))
+        # An omitted argument means the handler's default on both transports.
+        args = {k: v for k, v in args.items() if not (v is None and k in shape.defaulted)}
         try:
-            if op.method in ("GET", "DELETE"):
-                params = {k: v for k, v in payload.items() if v is not None}
-                response = self._http.request(op.method, path, params=params)
+            if op.method in BODY_METHODS:
+                request = self._http.build_request(
+                    op.method, path, content=_to_json(operation, args), headers=_JSON
+                )
             else:
-                response = self._http.request(op.method, path, json=payload)
+                params = {k: _query_value(k in shape.json_query, v) for k, v in args.items()}
+                request = self._http.build_request(op.method, path, params=params)
+            response = self._http.send(request)
+        except httpx.TimeoutException as exc:
+            raise StoreUnavailable(
+                f"the API at {self.api_url} did not answer in time ({type(exc).__name__})"
+            ) from exc
         except httpx.TransportError as exc:
-            raise StoreUnavailable(f"cannot reach the API at {self.api_url}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot reach the API at {self.api_url}: {exc or type(exc).__name__}. Is "
+                "`prefect-lite server start` running there? (PREFECT_LITE_API_URL)"
+            ) from exc
         if response.status_code >= 400:
-            raise _error_for(response)
-        adapter = _return_adapter(op)
-        if adapter is None or response.status_code == 204 or not response.content:
+            raise _error_for(response, self.api_url)
+        if shape.returns is None or response.status_code == 204 or not response.content:
             return None
-        return adapter.validate_python(response.json())
+        return shape.returns.validate_json(response.content)
 
 
-def _error_for(response: httpx.Response) -> Exception:
+def _to_json(operation: str, payload: dict[str, Any]) -> bytes:
     try:
-        detail = response.json().get("detail", response.text)
+        return pydantic_core.to_json(payload)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise ValidationError(f"{operation}: arguments are not JSON-serializable: {exc}") from exc
+
+
+def _query_value(as_json: bool, value: Any) -> Any:
+    if as_json:
+        return pydantic_core.to_json(value).decode()
+    jsonable = pydantic_core.to_jsonable_python(value)
+    if isinstance(jsonable, bool):
+        return "true" if jsonable else "false"
+    return jsonable
+
+
+def _error_for(response: httpx.Response, api_url: str) -> Exception:
+    try:
+        body = response.json()
+        detail = body.get("detail", response.text) if isinstance(body, dict) else response.text
     except ValueError:
         detail = response.text
     if not isinstance(detail, str):
         detail = str(detail)
     status = response.status_code
+    if status == 404 and detail == "Not Found":
+        return ObjectNotFound(
+            f"no such API route: {response.request.method} {response.request.url}. Is "
+            f"PREFECT_LITE_API_URL ({api_url}) the server's /api URL?"
+        )
+    if status in (405, 501) or (status == 404 and not detail):
+        return UserError(f"the API at {api_url} does not support {response.request.url.path}")
     if status == 404:
         return ObjectNotFound(detail)
     if status == 409:
@@ -108,6 +189,8 @@ def _error_for(response: httpx.Response) -> Exception:
         return PayloadTooLarge(detail)
     if status == 422:
         return ValidationError(detail)
+    if status == 503:
+        return StoreUnavailable(detail)
     if status < 500:
         return UserError(detail)
-    return PrefectLiteError(f"server error {status}: {detail}")
+    return PrefectLiteError(f"server error {status} from {api_url}: {detail}")

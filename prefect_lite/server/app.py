@@ -1,0 +1,94 @@
+"""The ASGI application: ``create_app(settings)``.
+
+Routes come from the API registry (see ``routes``); errors map to statuses in ``errors``.
+Middleware, outermost first: bearer auth (when ``api_key`` is set), the body size limit,
+and CORS only when origins are given (off by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from prefect_lite import __version__
+from prefect_lite.api.registry import all_operations
+from prefect_lite.server import errors
+from prefect_lite.server.auth import OPEN_PATHS, BearerAuthMiddleware
+from prefect_lite.server.limits import BodyLimitMiddleware
+from prefect_lite.server.routes import API_PREFIX, build_router
+from prefect_lite.server.services import Services
+from prefect_lite.settings import Settings, get_settings
+
+API_VERSION = "1"
+
+
+class VersionInfo(BaseModel):
+    version: str
+    api_version: str
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_services: bool = False,
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
+    """The API server application.
+
+    ``run_services`` starts the in-process services (the scheduler) with the app's
+    lifespan; ``cors_origins`` enables CORS for those origins only.
+    """
+    settings = settings or get_settings()
+    services = Services(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_services:
+            app.state.services = services.start()
+        try:
+            yield
+        finally:
+            services.stop()
+
+    app = FastAPI(
+        title="prefect-lite",
+        version=__version__,
+        description="Flows, deployments, schedules and work pools on Redis.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = []
+    errors.install(app)
+
+    @app.get(f"{API_PREFIX}/health", tags=["admin"], operation_id="health")
+    def health() -> bool:
+        """Liveness: true while the server answers (no authentication needed)."""
+        return True
+
+    @app.get(f"{API_PREFIX}/version", tags=["admin"], operation_id="version")
+    def version() -> VersionInfo:
+        """The server's package version and API version."""
+        return VersionInfo(version=__version__, api_version=API_VERSION)
+
+    app.include_router(build_router(all_operations()))
+
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes)
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    if key:
+        app.add_middleware(BearerAuthMiddleware, api_key=key)
+    assert f"{API_PREFIX}/health" in OPEN_PATHS
+    return app

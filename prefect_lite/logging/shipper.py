@@ -64,6 +64,7 @@ class LogShipper:
         self._failing = False
         self.failed_attempts = 0  # sends that found the store unreachable
         self._thread: threading.Thread | None = None
+        self._starting = False
         self._send_lock = threading.Lock()  # one sender at a time: keeps batches in order
         self._client: Any = None
         self._client_settings: Any = None
@@ -81,11 +82,14 @@ class LogShipper:
                 return
             self._pending.append(item)
             self._queued += 1
-            if self._thread is None:
-                self._start()
+            start = self._thread is None and not self._starting
+            if start:
+                self._starting = True
             waiting = len(self._pending)
             if waiting == 1 or waiting >= BATCH_SIZE:
                 self._cond.notify_all()
+        if start:  # outside the lock: starting imports modules, which could log
+            self._start()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until every record queued so far is stored; False if ``timeout`` passed."""
@@ -119,13 +123,14 @@ class LogShipper:
             thread.start()
         except RuntimeError:  # interpreter shutting down: flush() sends inline
             return
-        self._thread = thread
+        with self._cond:
+            self._thread = thread
 
     def _run(self) -> None:
         delay = 0.0
         while True:
-            batch = self._next_batch()
-            if self._send(batch):
+            self._wait_for_batch()
+            if self._send():
                 delay = 0.0
                 continue
             delay = min(_MAX_RETRY_DELAY, delay * 2 or 0.1)
@@ -137,14 +142,14 @@ class LogShipper:
             requests = self._flush_requests
             self._cond.wait_for(lambda: self._flush_requests != requests, delay)
 
-    def _next_batch(self) -> list[PendingLog]:
+    def _wait_for_batch(self) -> None:
+        """Until records wait, then up to ``BATCH_INTERVAL`` more for a full batch."""
         with self._cond:
             self._cond.wait_for(lambda: self._pending)
             if len(self._pending) < BATCH_SIZE and not self._flushers:
                 self._cond.wait_for(
                     lambda: len(self._pending) >= BATCH_SIZE or self._flushers, BATCH_INTERVAL
                 )
-            return list(itertools.islice(self._pending, BATCH_SIZE))
 
     def _drain_inline(self, target: int, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -152,17 +157,20 @@ class LogShipper:
             with self._cond:
                 if self._settled >= target:
                     return True
-                batch = list(itertools.islice(self._pending, BATCH_SIZE))
-            if self._send(batch):
+            if self._send():
                 continue
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
 
-    def _send(self, batch: list[PendingLog]) -> bool:
-        """Write ``batch`` (the head of the queue); False if the store could not be reached
-        (the batch stays queued)."""
+    def _send(self) -> bool:
+        """Write the head of the queue (up to ``BATCH_SIZE`` records); False if the store
+        could not be reached (the records stay queued)."""
         with self._send_lock:
+            with self._cond:
+                batch = list(itertools.islice(self._pending, BATCH_SIZE))
+            if not batch:
+                return True
             try:
                 self._client_for_now().create_logs(_to_logs(batch))
             except Exception as exc:

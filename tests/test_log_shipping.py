@@ -214,3 +214,32 @@ def test_flush_waits_for_records_emitted_by_other_threads() -> None:
             thread.join()
     assert flush_logs(timeout=10)
     assert len(read_logs(ctx.flow_run.id)) == 400
+
+
+def test_tasks_submitted_to_the_task_runner_log_under_their_runs() -> None:
+    pytest.importorskip("prefect_lite.flows", reason="the engine has not landed yet")
+    from prefect_lite import flow, task
+    from prefect_lite.context import FlowRunContext, TaskRunContext
+
+    @task
+    def work(i: int) -> uuid.UUID:
+        for j in range(10):
+            get_run_logger().info("task %d line %d", i, j)
+        ctx = TaskRunContext.get()
+        assert ctx is not None
+        return ctx.task_run.id
+
+    @flow
+    def fan_out() -> tuple[uuid.UUID, dict[int, uuid.UUID]]:
+        futures = {i: work.submit(i) for i in range(6)}
+        ctx = FlowRunContext.get()
+        assert ctx is not None
+        return ctx.flow_run.id, {i: future.result() for i, future in futures.items()}
+
+    flow_run_id, task_run_ids = fan_out()
+    assert flush_logs(timeout=10)
+    logs = read_logs(flow_run_id)
+    for i, task_run_id in task_run_ids.items():
+        mine = [log for log in logs if log.message.startswith(f"task {i} line")]
+        assert [log.message for log in mine] == [f"task {i} line {j}" for j in range(10)]
+        assert {log.task_run_id for log in mine} == {task_run_id}

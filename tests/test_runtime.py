@@ -290,3 +290,20 @@ def test_runtime_inside_flows_and_tasks() -> None:
     assert seen["task"] == ("double-4", "double", {"x": 4}, "runtime-4")
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(uuid.UUID(seen["id"])).name == "runtime-4"
+
+
+def test_runtime_in_a_subflow_names_its_parent() -> None:
+    pytest.importorskip("prefect_lite.flows", reason="the engine has not landed yet")
+    from prefect_lite import flow
+
+    @flow
+    def child() -> tuple[str | None, str | None, str | None]:
+        return flow_run.id, flow_run.parent_flow_run_id, flow_run.root_flow_run_id
+
+    @flow
+    def parent() -> tuple[str | None, tuple[str | None, str | None, str | None]]:
+        return flow_run.id, child()
+
+    parent_id, (child_id, child_parent, child_root) = parent()
+    assert child_id != parent_id
+    assert child_parent == parent_id and child_root == parent_id

@@ -54,6 +54,34 @@ class SignatureMismatchError(ParameterTypeError):
     """Parameters that the function signature does not accept at all."""
 
 
+class ParameterBindError(SignatureMismatchError, TypeError):
+    """Call arguments that cannot be bound to the flow/task signature."""
+
+
+class DefinitionError(UserError, ValueError):
+    """A flow or task declared with invalid options (raised at decoration time)."""
+
+
+class NotCallableError(DefinitionError, TypeError):
+    """``@flow``/``@task`` applied to something that is not callable."""
+
+
+class EntrypointError(UserError):
+    """A flow entrypoint (``path/file.py:func`` or ``module:func``) could not be loaded."""
+
+
+class MissingFlowError(EntrypointError):
+    """The entrypoint's file, module or attribute does not exist."""
+
+
+class ScriptError(EntrypointError):
+    """The entrypoint's file or module raised while being imported."""
+
+
+class NotAFlowError(EntrypointError, TypeError):
+    """The entrypoint names an object that is not a flow."""
+
+
 class AuthenticationError(UserError):
     """Missing or wrong API key."""
 
@@ -80,6 +108,22 @@ class UnfinishedRun(PrefectLiteError):
 
 class UpstreamTaskError(PrefectLiteError):
     """A task did not run because an upstream task failed."""
+
+
+class MappingLengthMismatch(PrefectLiteError, ValueError):
+    """``Task.map`` got iterables of different lengths."""
+
+
+class MappingMissingIterable(PrefectLiteError, ValueError):
+    """``Task.map`` got no iterable argument to map over."""
+
+
+class TaskRunTimeoutError(PrefectLiteError, TimeoutError):
+    """A task run exceeded its ``timeout_seconds``."""
+
+
+class FlowRunTimeoutError(PrefectLiteError, TimeoutError):
+    """A flow run exceeded its ``timeout_seconds``."""
 
 
 class CrashedRun(PrefectLiteError):

@@ -163,6 +163,20 @@ class SyncPrefectClient:
     def apply_task_run_changes(self, changes: list[Any]) -> list[str]:
         return self._call("apply_task_run_changes", changes=changes)
 
+    def apply_task_run_rows(
+        self, rows: list[tuple[Any, uuid.UUID, State, TaskRun | None, bool]]
+    ) -> list[str]:
+        """``apply_task_run_changes`` from plain ``(op, task_run_id, state, task_run, force)``
+        rows, as the engine's background recorder queues them (the SDK never imports the
+        API layer, so the change records are built here)."""
+        from prefect_lite.api.task_runs import TaskRunChange
+
+        changes = [
+            TaskRunChange(op=op, task_run_id=run_id, state=state, task_run=run, force=force)
+            for op, run_id, state, run, force in rows
+        ]
+        return self.apply_task_run_changes(changes)
+
     def set_task_run_state(
         self, task_run_id: uuid.UUID, state: State, force: bool = False
     ) -> OrchestrationResult:

@@ -1,0 +1,233 @@
+"""Task runners: where ``Task.submit()`` and ``Task.map()`` runs execute.
+
+``ThreadPoolTaskRunner`` (the default) runs each submission in a worker thread, with a
+copy of the submitting context (``contextvars.copy_context()``), so the flow run, tags
+and settings follow the task. A run whose inputs include unfinished futures does not
+occupy a thread while it waits: it is handed to the pool when its upstreams are done.
+When the flow run ends, the runner waits for every run it started.
+"""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures
+import contextvars
+import os
+import threading
+import uuid
+from collections.abc import Iterable
+from typing import Any, Self
+
+from prefect_lite.exceptions import DefinitionError, MappingLengthMismatch, MappingMissingIterable
+from prefect_lite.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
+from prefect_lite.utilities.annotations import BaseAnnotation, allow_failure, quote, unmapped
+
+
+class TaskRunner(abc.ABC):
+    """Base of task runners: ``submit`` one run, ``map`` many; a context manager that is
+    entered for the duration of a flow run."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower().replace("taskrunner", "")
+
+    @abc.abstractmethod
+    def duplicate(self) -> Self:
+        """A fresh runner with the same settings (one per flow run)."""
+
+    @abc.abstractmethod
+    def submit(
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        wait_for: Any = None,
+        dependencies: dict[str, list[uuid.UUID]] | None = None,
+    ) -> PrefectFuture[Any]: ...
+
+    def map(
+        self, task: Any, parameters: dict[str, Any], wait_for: Any = None
+    ) -> PrefectFutureList[Any]:
+        """Submit one run per element of the iterable parameters."""
+        calls, dependencies = expand_mapped_parameters(task, parameters)
+        return PrefectFutureList(
+            self.submit(task, call, wait_for=wait_for, dependencies=dependencies) for call in calls
+        )
+
+    @abc.abstractmethod
+    def wait_all(self) -> None:
+        """Block until every run started by this runner is done."""
+
+    def __enter__(self) -> Self:
+        self._started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._started = False
+
+
+def default_max_workers() -> int:
+    """Threads of the default pool: enough for I/O-bound tasks, bounded for big maps."""
+    return max(32, (os.cpu_count() or 1) * 8)
+
+
+class ThreadPoolTaskRunner(TaskRunner):
+    """Runs task runs in a pool of threads (``max_workers`` default: ``default_max_workers``)."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__()
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
+            raise DefinitionError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
+        self.max_workers = max_workers
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._futures: list[concurrent.futures.Future[Any]] = []
+
+    def duplicate(self) -> ThreadPoolTaskRunner:
+        return type(self)(max_workers=self.max_workers)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=self.max_workers or default_max_workers(),
+                        thread_name_prefix="prefect_lite-task",
+                    )
+                executor = self._executor
+        return executor
+
+    def submit(
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        wait_for: Any = None,
+        dependencies: dict[str, list[uuid.UUID]] | None = None,
+    ) -> PrefectConcurrentFuture[Any]:
+        from prefect_lite.engine.task_engine import TaskRunEngine, run_in_worker
+
+        if not self._started:
+            raise RuntimeError("The task runner is not started: submit tasks from a flow run")
+        engine = TaskRunEngine(task, parameters, wait_for, dependencies)
+        run = engine.create()
+        outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._futures.append(outcome)
+        context = contextvars.copy_context()
+        pool = self._pool()
+
+        def start() -> None:
+            try:
+                pool.submit(context.run, _run_into, engine, outcome, run_in_worker)
+            except RuntimeError as exc:  # pool shut down under us
+                outcome.set_exception(exc)
+
+        pending = [f for f in engine.scan.futures if not f.done()] if engine.scan else []
+        if not pending:
+            start()
+        else:
+            _when_all_done(pending, start)
+        return PrefectConcurrentFuture(run.id, outcome, lambda: engine.state)
+
+    def wait_all(self) -> None:
+        for future in list(self._futures):
+            concurrent.futures.wait([future])
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.wait_all()
+        finally:
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=True)
+            self._futures = []
+            super().__exit__(*exc)
+
+
+def _run_into(engine: Any, outcome: concurrent.futures.Future[Any], runner: Any) -> None:
+    try:
+        outcome.set_result(runner(engine))
+    except BaseException as exc:  # pragma: no cover - run_in_worker returns a state
+        outcome.set_exception(exc)
+
+
+def _when_all_done(futures: list[PrefectFuture[Any]], callback: Any) -> None:
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_: Any) -> None:
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            callback()
+
+    for future in futures:
+        future.add_done_callback(one_done)
+
+
+# ---------------------------------------------------------------------------- mapping
+
+
+def _is_iterable(value: Any) -> bool:
+    if isinstance(value, str | bytes | dict):
+        return False
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
+def expand_mapped_parameters(
+    task: Any, parameters: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, list[uuid.UUID]]]:
+    """One parameter dict per mapped call, and the upstream runs that fed the iterables.
+
+    Top-level futures and states are resolved first (their results are what is mapped
+    over); ``unmapped(x)`` and non-iterables are given to every call; ``allow_failure``
+    and ``quote`` wrappers are kept on each element.
+    """
+    from prefect_lite.engine.inputs import resolve, scan_inputs, wait_future
+    from prefect_lite.engine.scope import current_scope
+    from prefect_lite.states import State
+
+    scope = current_scope()
+    dependencies: dict[str, list[uuid.UUID]] = {}
+    iterables: dict[str, list[Any]] = {}
+    static: dict[str, Any] = {}
+    for name, value in parameters.items():
+        annotation = value if isinstance(value, allow_failure | quote) else None
+        inner = value.value if annotation is not None else value
+        if isinstance(inner, PrefectFuture | State):
+            dependencies[name] = scan_inputs({name: inner}, None, scope).lineage.get(name, [])
+            inner = resolve(allow_failure(inner) if annotation else inner, wait_future)
+        if isinstance(inner, unmapped):
+            static[name] = inner.value
+        elif _is_iterable(inner) and not isinstance(inner, BaseAnnotation):
+            items: Iterable[Any] = inner
+            iterables[name] = [annotation.rewrap(v) for v in items] if annotation else list(items)
+        else:
+            static[name] = value if annotation is not None and inner is value.value else inner
+    if not iterables:
+        raise MappingMissingIterable(
+            f"Task.map of {task.name!r} got no iterable argument to map over "
+            f"(parameters: {sorted(parameters)}); wrap constants in unmapped()"
+        )
+    lengths = {name: len(items) for name, items in iterables.items()}
+    if len(set(lengths.values())) > 1:
+        raise MappingLengthMismatch(
+            f"Task.map of {task.name!r} got iterables of different lengths: {lengths}"
+        )
+    count = next(iter(lengths.values()))
+    calls = []
+    for i in range(count):
+        call = dict(static)
+        for name, items in iterables.items():
+            call[name] = items[i]
+        calls.append(task.signature.apply_defaults(call))
+    return calls, dependencies

@@ -1,0 +1,1 @@
+"""Small helpers of the SDK that users import by name (``utilities.annotations``)."""

@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from prefect_lite import flow, task
 from prefect_lite.client import get_client
+from prefect_lite.context import FlowRunContext, TaskRunContext
 from prefect_lite.logging import flush_logs, get_run_logger, shipper
 from prefect_lite.schemas import Log
 from prefect_lite.settings import temporary_settings
@@ -217,10 +219,6 @@ def test_flush_waits_for_records_emitted_by_other_threads() -> None:
 
 
 def test_tasks_submitted_to_the_task_runner_log_under_their_runs() -> None:
-    pytest.importorskip("prefect_lite.flows", reason="the engine has not landed yet")
-    from prefect_lite import flow, task
-    from prefect_lite.context import FlowRunContext, TaskRunContext
-
     @task
     def work(i: int) -> uuid.UUID:
         for j in range(10):

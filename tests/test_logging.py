@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from prefect_lite import flow, task
 from prefect_lite.client import get_client
+from prefect_lite.context import FlowRunContext
 from prefect_lite.exceptions import MissingContextError
 from prefect_lite.logging import (
     LogEavesdropper,
@@ -433,10 +435,6 @@ def test_seed_logging_example_on_contexts() -> None:
 
 
 def test_seed_logging_example_with_flows_and_tasks() -> None:
-    pytest.importorskip("prefect_lite.flows", reason="the engine has not landed yet")
-    from prefect_lite import flow, task
-    from prefect_lite.context import FlowRunContext
-
     process = task(process_data)
     quiet = task(quiet_task)
 
@@ -459,10 +457,6 @@ def test_seed_logging_example_with_flows_and_tasks() -> None:
 
 
 def test_log_prints_with_flows_and_tasks(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("prefect_lite.flows", reason="the engine has not landed yet")
-    from prefect_lite import flow, task
-    from prefect_lite.context import FlowRunContext
-
     @task
     def chatty() -> None:
         print("from the task")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from prefect_lite import _time, states
+from prefect_lite import _time, flow, states, task
 from prefect_lite.client import get_client
 from prefect_lite.runtime import (
     ENV_DEPLOYMENT_ID,
@@ -267,9 +267,6 @@ def test_an_id_missing_from_the_store_is_reported(client: Any) -> None:
 
 
 def test_runtime_inside_flows_and_tasks() -> None:
-    pytest.importorskip("prefect_lite.flows", reason="the engine has not landed yet")
-    from prefect_lite import flow, task
-
     @task(task_run_name="double-{x}")
     def double(x: int) -> tuple[str | None, str | None, dict[str, Any], str | None]:
         return task_run.name, task_run.task_name, task_run.parameters, flow_run.name
@@ -293,9 +290,6 @@ def test_runtime_inside_flows_and_tasks() -> None:
 
 
 def test_runtime_in_a_subflow_names_its_parent() -> None:
-    pytest.importorskip("prefect_lite.flows", reason="the engine has not landed yet")
-    from prefect_lite import flow
-
     @flow
     def child() -> tuple[str | None, str | None, str | None]:
         return flow_run.id, flow_run.parent_flow_run_id, flow_run.root_flow_run_id

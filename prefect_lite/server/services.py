@@ -4,7 +4,8 @@ Today that is the scheduler (``scheduler.service.Scheduler``): it turns schedule
 runs, promotes due runs, marks late ones and reaps lost leases. It is imported lazily and
 skipped cleanly when not installed, so the API works without it. A service runs in a
 daemon thread: its own ``run(stop_event)`` loop when it has one, else ``tick(now)`` at a
-fixed cadence. A failing tick is logged and the loop goes on.
+fixed cadence. A failure is logged and the service resumes after ``tick_seconds``: a
+server must not lose its scheduler to one bad tick.
 """
 
 from __future__ import annotations
@@ -53,17 +54,15 @@ class ServiceThread:
 
     def _main(self) -> None:
         run = getattr(self.service, "run", None)
-        if callable(run) and _takes_argument(run):
-            try:
-                run(self.stop_event)
-            except Exception:
-                logger.exception("the %s service stopped with an error", self.name)
-            return
+        own_loop = callable(run) and _takes_argument(run)
         while not self.stop_event.is_set():
             try:
-                self.service.tick(_time.now())
+                if own_loop:
+                    run(self.stop_event)  # type: ignore[misc]
+                else:
+                    self.service.tick(_time.now())
             except Exception:
-                logger.exception("a %s tick failed; next one in %s s", self.name, self.tick_seconds)
+                logger.exception("%s failed; again in %s s", self.name, self.tick_seconds)
             self.stop_event.wait(self.tick_seconds)
 
 

@@ -18,11 +18,13 @@ from prefect_lite.client.transport import Transport, default_transport
 from prefect_lite.schemas import (
     BlockDocument,
     BlockType,
+    Deployment,
     EmpiricalPolicy,
     Flow,
     FlowRun,
     Log,
     OrchestrationResult,
+    Schedule,
     TaskRun,
     Variable,
 )
@@ -190,6 +192,55 @@ class SyncPrefectClient:
 
     def read_task_run_states(self, task_run_id: uuid.UUID) -> list[State]:
         return self._call("read_task_run_states", task_run_id=task_run_id)
+
+    # -- deployments
+    def create_deployment(self, flow_name: str, name: str, **fields: Any) -> Deployment:
+        """Create or update (same id) the deployment ``flow_name/name``; see the API handler
+        ``create_deployment`` for the fields."""
+        return self._call("create_deployment", flow_name=flow_name, name=name, **fields)
+
+    def read_deployment(self, deployment_id: uuid.UUID) -> Deployment:
+        return self._call("read_deployment", deployment_id=deployment_id)
+
+    def read_deployment_by_name(self, name: str) -> Deployment:
+        """``name`` is ``flow-name/deployment-name``."""
+        flow_name, _, deployment_name = name.partition("/")
+        if not flow_name or not deployment_name:
+            from prefect_lite.exceptions import ValidationError
+
+            raise ValidationError(
+                f"{name!r} is not a deployment name (expected 'flow-name/deployment-name')"
+            )
+        return self._call(
+            "read_deployment_by_name", flow_name=flow_name, deployment_name=deployment_name
+        )
+
+    def read_deployments(
+        self, flow_name: str | None = None, limit: int = 200, offset: int = 0
+    ) -> list[Deployment]:
+        return self._call("read_deployments", flow_name=flow_name, limit=limit, offset=offset)
+
+    def delete_deployment(self, deployment_id: uuid.UUID) -> None:
+        self._call("delete_deployment", deployment_id=deployment_id)
+
+    def pause_deployment(self, deployment_id: uuid.UUID) -> Deployment:
+        return self._call("pause_deployment", deployment_id=deployment_id)
+
+    def resume_deployment(self, deployment_id: uuid.UUID) -> Deployment:
+        return self._call("resume_deployment", deployment_id=deployment_id)
+
+    def read_deployment_schedules(self, deployment_id: uuid.UUID) -> list[Schedule]:
+        return self._call("read_deployment_schedules", deployment_id=deployment_id)
+
+    def update_deployment_schedule(
+        self, deployment_id: uuid.UUID, schedule_id: uuid.UUID, active: bool | None = None
+    ) -> Schedule:
+        return self._call(
+            "update_deployment_schedule",
+            deployment_id=deployment_id,
+            schedule_id=schedule_id,
+            active=active,
+        )
 
     # -- logs
     def create_logs(self, logs: list[Log]) -> int:

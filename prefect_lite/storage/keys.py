@@ -10,7 +10,9 @@ key                                 type     contents
 ==================================  =======  ====================================================
 P:fr:{id}                           hash     flow run: rec (JSON record), state (JSON), type,
                                              ver (state version), lease, run_count, start, end,
-                                             slots (JSON list of slot keys held)
+                                             slots (JSON list of slot keys held),
+                                             adm (run_count when admitted to a pool queue),
+                                             seen (when a scheduler deferred it on purpose)
 P:fr:{id}:hist                      list     state history, JSON states, oldest first
 P:fr:{id}:logs                      list     log records (JSON), in order
 P:fr:{id}:input                     hash     run input key -> JSON value (pause/send_input)
@@ -30,6 +32,12 @@ P:{kind}:rec:{name}                 string   named record (JSON): flow, deployme
 P:{kind}:idx                        zset     names of a kind (score 0: lexicographic)
 P:{kind}:alias:{alias}              string   secondary lookup, e.g. id -> name
 P:sched:due                         zset     scheduled flow run ids by scheduled time
+P:sched:plan                        zset     deployment ids by next planning time
+P:sched:planned                     hash     deployment id -> JSON plan state (fingerprint,
+                                             planned-through time per schedule)
+P:sched:admitted                    zset     admitted, not yet claimed run ids by sched. time
+P:sched:overlap                     hash     deployment id -> overlap policy (non-default)
+P:ready:{pool}:{queue}              list     run ids admitted to a pool's queue, oldest first
 P:lease                             zset     running flow run ids by lease expiry
 P:lock:{name}                       string   short lock with owner token and TTL
 ==================================  =======  ====================================================
@@ -106,6 +114,34 @@ def task_run_state_index_prefix() -> str:
 # -- orchestration
 def scheduled_due() -> str:
     return f"{prefix()}:sched:due"
+
+
+def plan_index() -> str:
+    """Deployment ids by the time they next need planning (idle ones sit far ahead)."""
+    return f"{prefix()}:sched:plan"
+
+
+def plan_state() -> str:
+    return f"{prefix()}:sched:planned"
+
+
+def scheduled_admitted() -> str:
+    """Runs handed to a pool queue and not yet claimed (for late marking, overlap)."""
+    return f"{prefix()}:sched:admitted"
+
+
+def deployment_overlap() -> str:
+    return f"{prefix()}:sched:overlap"
+
+
+def pool_queue_ready(pool: str, queue: str) -> str:
+    """Runs admitted to one work queue of a pool, oldest first (the admission seam)."""
+    return f"{prefix()}:ready:{pool}:{queue}"
+
+
+def flow_run_key_prefix() -> str:
+    """``flow_run(id)`` without the id, for Lua scripts that look at other runs."""
+    return f"{prefix()}:fr:"
 
 
 def leases() -> str:

@@ -1,0 +1,1 @@
+"""Orchestration rules that sit beside the API handlers: pool admission of due runs."""

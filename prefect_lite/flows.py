@@ -196,6 +196,17 @@ class Flow(Generic[P, R]):
     def serve(self, *args: Any, **kwargs: Any) -> Any:
         return serve(self, *args, **kwargs)
 
+    # -- deployments (``prefect_lite.deployments`` does the work)
+    def to_deployment(self, name: str, **kwargs: Any) -> Any:
+        return _deployments_function("to_deployment")(self, name, **kwargs)
+
+    def deploy(self, name: str, work_pool_name: str | None = None, **kwargs: Any) -> Any:
+        return _deployments_function("deploy_flow")(self, name, work_pool_name, **kwargs)
+
+    @classmethod
+    def from_source(cls, source: Any, entrypoint: str, **kwargs: Any) -> Flow[Any, Any]:
+        return _deployments_function("flow_from_source")(source, entrypoint, **kwargs)
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r}, fn={getattr(self.fn, '__qualname__', self.fn)!r})"
 

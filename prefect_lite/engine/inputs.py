@@ -167,19 +167,29 @@ def wait_future(future: PrefectFuture[Any]) -> State:
 
 
 def visit_futures(expr: Any, fn: Callable[[PrefectFuture[Any]], Any]) -> Any:
-    """``expr`` with every future in built-in collections replaced by ``fn(future)``."""
+    """``expr`` with every future in built-in collections replaced by ``fn(future)``;
+    ``expr`` itself (same object, same type) when it holds no future."""
+    if not _has_future(expr):
+        return expr
     if isinstance(expr, PrefectFuture):
         return fn(expr)
-    kind = type(expr)
-    if kind in _ATOMIC:
-        return expr
-    if kind is list:
+    if isinstance(expr, list):  # PrefectFutureList too, as a plain list
         return [visit_futures(v, fn) for v in expr]
-    if kind is dict:
+    if isinstance(expr, dict):
         return {k: visit_futures(v, fn) for k, v in expr.items()}
     if isinstance(expr, tuple):
         items = [visit_futures(v, fn) for v in expr]
         return type(expr)(*items) if hasattr(expr, "_fields") else type(expr)(items)
-    if isinstance(expr, set | frozenset):
-        return type(expr)(visit_futures(v, fn) for v in expr)
-    return expr
+    return type(expr)(visit_futures(v, fn) for v in expr)  # set, frozenset
+
+
+def _has_future(expr: Any) -> bool:
+    if isinstance(expr, PrefectFuture):
+        return True
+    if type(expr) in _ATOMIC:
+        return False
+    if isinstance(expr, dict):
+        return any(_has_future(v) for v in expr.values())
+    if isinstance(expr, _COLLECTIONS):
+        return any(_has_future(v) for v in expr)
+    return False

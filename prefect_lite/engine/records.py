@@ -45,17 +45,16 @@ class Builder(Generic[M]):
 
     def __init__(self, model: type[M], factories: dict[str, Callable[[], Any]]) -> None:
         self.model = model
-        self.defaults: dict[str, Any] = {}
+        self.template: dict[str, Any] = {}  # every field, in declaration order
         self.factories: dict[str, Callable[[], Any]] = {}
         for name, field in model.model_fields.items():
+            self.template[name] = None if field.is_required() else field.default
             if field.default_factory is not None:
                 self.factories[name] = factories.get(name, field.default_factory)  # type: ignore[arg-type]
-            elif not field.is_required():
-                self.defaults[name] = field.default
         self.extra_allowed = model.model_config.get("extra") == "allow"
 
     def __call__(self, **values: Any) -> M:
-        data = dict(self.defaults)
+        data = dict(self.template)
         for name, factory in self.factories.items():
             if name not in values:
                 data[name] = factory()

@@ -82,6 +82,10 @@ class NotAFlowError(EntrypointError, TypeError):
     """The entrypoint names an object that is not a flow."""
 
 
+class PullStepError(UserError):
+    """A deployment's pull step (e.g. git clone) failed or is malformed."""
+
+
 class AuthenticationError(UserError):
     """Missing or wrong API key."""
 

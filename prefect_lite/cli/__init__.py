@@ -19,12 +19,19 @@ def cli() -> None:
 def _register() -> None:
     from prefect_lite.cli import config, flow_run, server
     from prefect_lite.cli.block import block
+    from prefect_lite.cli.deploy import deploy, init
+    from prefect_lite.cli.deployment import deployment
+    from prefect_lite.cli.scheduler import scheduler
     from prefect_lite.cli.variable import variable
 
     cli.add_command(config.config)
     cli.add_command(flow_run.flow_run)
     cli.add_command(server.server)
     cli.add_command(block)
+    cli.add_command(deploy)
+    cli.add_command(deployment)
+    cli.add_command(init)
+    cli.add_command(scheduler)
     cli.add_command(variable)
 
 

@@ -147,8 +147,6 @@ def test_deployment_values_of_a_deployment_run(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_deployment_name_and_version_are_read_from_the_store(client: Any) -> None:
-    if not hasattr(client, "create_deployment"):
-        pytest.skip("the deployments API has not landed yet")
     dep = client.create_deployment("etl", "nightly", version="v3", parameters={"n": 1})
     run = client.create_flow_run("etl", deployment_id=dep.id, parameters={"n": 2})
     with flow_context(flow_run=run, flow_name="etl"):

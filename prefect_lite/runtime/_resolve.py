@@ -86,14 +86,11 @@ def read_task_run(run_id: Any) -> Any:
 
 
 def read_deployment(deployment_id: Any) -> Any:
-    """The deployment record, or None when it was deleted (or the API has no deployments)."""
+    """The deployment record, or None when it was deleted."""
     from prefect_lite.client import get_client
 
     with get_client(sync_client=True) as client:
-        reader = getattr(client, "read_deployment", None)
-        if reader is None:
-            return None
         try:
-            return reader(uuid.UUID(str(deployment_id)))
+            return client.read_deployment(uuid.UUID(str(deployment_id)))
         except ObjectNotFound:
             return None

@@ -10,7 +10,9 @@ resolved by the engine, which also records them as the downstream run's inputs.
 from __future__ import annotations
 
 import abc
-import concurrent.futures
+import asyncio
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -54,32 +56,90 @@ class PrefectFuture(abc.ABC, Generic[R]):
     def add_done_callback(self, fn: Callable[[PrefectFuture[R]], object]) -> None:
         """Call ``fn(self)`` when the run is done (at once if it already is)."""
 
+    async def wait_async(self) -> None:
+        """Wait without blocking the running event loop."""
+        if self.done():
+            return
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object) -> None:
+            loop.call_soon_threadsafe(_resolve, finished)
+
+        self.add_done_callback(wake)
+        await finished
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task_run_id={self._task_run_id}, state={self.state!r})"
 
 
+class RunOutcome:
+    """The one-shot completion of a task run executing in this process: its final State.
+
+    A lighter ``concurrent.futures.Future`` (one C lock, no Condition): a ``.map`` over
+    thousands of items makes one per item.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_state")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()  # released once, when the state is set
+        self._state: State | None = None
+        self._callbacks: list[Callable[[RunOutcome], object]] | None = []
+
+    def done(self) -> bool:
+        return self._state is not None
+
+    def set_state(self, state: State) -> None:
+        with _callbacks_lock:
+            self._state = state
+            callbacks, self._callbacks = self._callbacks, None
+        self._done.release()
+        for callback in callbacks or ():
+            callback(self)
+
+    def state(self) -> State | None:
+        return self._state
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once done; False if ``timeout`` seconds passed first."""
+        if self._state is not None:
+            return True
+        if self._done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            self._done.release()  # let other waiters through
+            return True
+        return False
+
+    def add_done_callback(self, fn: Callable[[RunOutcome], object]) -> None:
+        with _callbacks_lock:
+            if self._callbacks is not None:
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+
+_callbacks_lock = threading.Lock()
+
+
 class PrefectConcurrentFuture(PrefectFuture[R]):
-    """A task run executing in this process, backed by a ``concurrent.futures.Future``
-    whose result is the run's final ``State``."""
+    """A task run executing in this process (a task runner thread)."""
 
     def __init__(
         self,
         task_run_id: uuid.UUID,
-        wrapped_future: concurrent.futures.Future[State],
+        outcome: RunOutcome,
         current_state: Callable[[], State] | None = None,
     ) -> None:
         super().__init__(task_run_id)
-        self._wrapped = wrapped_future
+        self._outcome = outcome
         self._current_state = current_state
 
     @property
-    def wrapped_future(self) -> concurrent.futures.Future[State]:
-        return self._wrapped
-
-    @property
     def state(self) -> State:
-        if self._wrapped.done():
-            return self._wrapped.result()
+        final = self._outcome.state()
+        if final is not None:
+            return final
         if self._current_state is not None:
             return self._current_state()
         from prefect_lite.states import Pending
@@ -87,23 +147,23 @@ class PrefectConcurrentFuture(PrefectFuture[R]):
         return Pending()
 
     def done(self) -> bool:
-        return self._wrapped.done()
+        return self._outcome.done()
 
     def wait(self, timeout: float | None = None) -> None:
-        concurrent.futures.wait([self._wrapped], timeout=timeout)
+        self._outcome.wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
-        try:
-            final = self._wrapped.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
+        if not self._outcome.wait(timeout):
             raise TimeoutError(
                 f"Task run {self._task_run_id} did not finish within {timeout} seconds"
-            ) from None
+            )
+        final = self._outcome.state()
+        assert final is not None
         value: R = final.result(raise_on_failure=raise_on_failure)
         return value
 
     def add_done_callback(self, fn: Callable[[PrefectFuture[R]], object]) -> None:
-        self._wrapped.add_done_callback(lambda _: fn(self))
+        self._outcome.add_done_callback(lambda _: fn(self))
 
 
 class PrefectFutureList(list[PrefectFuture[R]]):
@@ -145,23 +205,24 @@ def as_completed(
     futures: Iterable[PrefectFuture[R]], timeout: float | None = None
 ) -> Iterator[PrefectFuture[R]]:
     """Yield futures as they finish; ``TimeoutError`` if some are not done in time."""
-    pending = list(futures)
-    by_wrapped: dict[Any, PrefectFuture[R]] = {}
-    others = []
+    pending = list(dict.fromkeys(futures))
+    finished: queue.SimpleQueue[PrefectFuture[R]] = queue.SimpleQueue()
     for future in pending:
-        wrapped = getattr(future, "wrapped_future", None)
-        if wrapped is not None:
-            by_wrapped[wrapped] = future
-        else:
-            others.append(future)
-    try:
-        for wrapped in concurrent.futures.as_completed(by_wrapped, timeout=timeout):
-            yield by_wrapped[wrapped]
-    except concurrent.futures.TimeoutError:
-        raise TimeoutError(f"{len(pending)} futures did not all finish in {timeout} s") from None
-    for future in others:
-        future.wait()
-        yield future
+        future.add_done_callback(finished.put)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for _ in pending:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            yield finished.get(timeout=left)
+        except queue.Empty:
+            raise TimeoutError(
+                f"{len(pending)} futures did not all finish in {timeout} s"
+            ) from None
+
+
+def _resolve(finished: asyncio.Future[None]) -> None:
+    if not finished.done():
+        finished.set_result(None)
 
 
 def resolve_futures_to_states(expr: Any) -> Any:

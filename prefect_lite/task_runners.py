@@ -10,16 +10,22 @@ When the flow run ends, the runner waits for every run it started.
 from __future__ import annotations
 
 import abc
-import concurrent.futures
 import contextvars
+import logging
 import os
+import queue
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 from prefect_lite.exceptions import DefinitionError, MappingLengthMismatch, MappingMissingIterable
-from prefect_lite.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
+from prefect_lite.futures import (
+    PrefectConcurrentFuture,
+    PrefectFuture,
+    PrefectFutureList,
+    RunOutcome,
+)
 from prefect_lite.utilities.annotations import BaseAnnotation, allow_failure, quote, unmapped
 
 
@@ -73,6 +79,63 @@ def default_max_workers() -> int:
     return max(32, (os.cpu_count() or 1) * 8)
 
 
+class WorkerPool:
+    """Threads that run submitted calls from one queue; a thread is added when queued calls
+    outnumber idle threads (up to ``max_workers``), so a call never waits behind one that
+    is blocked while a thread could be added. Lighter than ``ThreadPoolExecutor``: no
+    future per call (a task run has its own outcome)."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self.max_workers = max_workers
+        self.name = name
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._waiting = 0  # threads blocked on the queue
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._closed:
+            raise RuntimeError("the worker pool is shut down")
+        queue_ = self._queue
+        queue_.put((fn, args))
+        with self._lock:
+            if queue_.qsize() <= self._waiting or len(self._threads) >= self.max_workers:
+                return
+            thread = threading.Thread(
+                target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        get, lock = self._queue.get, self._lock
+        while True:
+            with lock:
+                self._waiting += 1
+            item = get()
+            with lock:
+                self._waiting -= 1
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:  # pragma: no cover - calls report their own errors
+                logging.getLogger("prefect_lite.task_runners").exception("worker call failed")
+
+    def shutdown(self) -> None:
+        self._closed = True
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        for thread in threads:
+            thread.join()
+
+
 class ThreadPoolTaskRunner(TaskRunner):
     """Runs task runs in a pool of threads (``max_workers`` default: ``default_max_workers``)."""
 
@@ -83,24 +146,23 @@ class ThreadPoolTaskRunner(TaskRunner):
         ):
             raise DefinitionError(f"max_workers must be a whole number >= 1, got {max_workers!r}")
         self.max_workers = max_workers
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._lock = threading.Lock()
-        self._futures: list[concurrent.futures.Future[Any]] = []
+        self._outcomes: list[RunOutcome] = []
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(max_workers=self.max_workers)
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        executor = self._executor
-        if executor is None:
+    def _workers(self) -> WorkerPool:
+        pool = self._pool
+        if pool is None:
             with self._lock:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self.max_workers or default_max_workers(),
-                        thread_name_prefix="prefect_lite-task",
+                if self._pool is None:
+                    self._pool = WorkerPool(
+                        self.max_workers or default_max_workers(), "prefect_lite-task"
                     )
-                executor = self._executor
-        return executor
+                pool = self._pool
+        return pool
 
     def submit(
         self,
@@ -115,16 +177,13 @@ class ThreadPoolTaskRunner(TaskRunner):
             raise RuntimeError("The task runner is not started: submit tasks from a flow run")
         engine = TaskRunEngine(task, parameters, wait_for, dependencies)
         run = engine.create()
-        outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._futures.append(outcome)
+        outcome = RunOutcome()
+        self._outcomes.append(outcome)
         context = contextvars.copy_context()
-        pool = self._pool()
+        pool = self._workers()
 
-        def start() -> None:
-            try:
-                pool.submit(context.run, _run_into, engine, outcome, run_in_worker)
-            except RuntimeError as exc:  # pool shut down under us
-                outcome.set_exception(exc)
+        def start(_: object = None) -> None:
+            pool.submit(context.run, _run_into, engine, outcome, run_in_worker)
 
         pending = [f for f in engine.scan.futures if not f.done()] if engine.scan else []
         if not pending:
@@ -134,28 +193,25 @@ class ThreadPoolTaskRunner(TaskRunner):
         return PrefectConcurrentFuture(run.id, outcome, lambda: engine.state)
 
     def wait_all(self) -> None:
-        for future in list(self._futures):
-            concurrent.futures.wait([future])
+        for outcome in list(self._outcomes):
+            outcome.wait()
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.wait_all()
         finally:
-            executor, self._executor = self._executor, None
-            if executor is not None:
-                executor.shutdown(wait=True)
-            self._futures = []
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown()
+            self._outcomes = []
             super().__exit__(*exc)
 
 
-def _run_into(engine: Any, outcome: concurrent.futures.Future[Any], runner: Any) -> None:
-    try:
-        outcome.set_result(runner(engine))
-    except BaseException as exc:  # pragma: no cover - run_in_worker returns a state
-        outcome.set_exception(exc)
+def _run_into(engine: Any, outcome: RunOutcome, runner: Callable[[Any], Any]) -> None:
+    outcome.set_state(runner(engine))
 
 
-def _when_all_done(futures: list[PrefectFuture[Any]], callback: Any) -> None:
+def _when_all_done(futures: list[PrefectFuture[Any]], callback: Callable[[], None]) -> None:
     remaining = [len(futures)]
     lock = threading.Lock()
 

@@ -74,12 +74,33 @@ def make_state(
     data: Any = None,
     details: StateDetails | None = None,
 ) -> State:
-    """A state of a canonical type with its display name (what ``State(...)`` would give)."""
-    if details is None:
-        return _state(type=state_type, name=name, message=message, data=data)
-    return _state(type=state_type, name=name, message=message, data=data, state_details=details)
+    """A state of a canonical type with its display name (what ``State(...)`` would give).
+
+    Without ``details`` the state shares one empty ``StateDetails`` (the engine's
+    intermediate states: Pending, Running), which nothing may mutate.
+    """
+    obj = _new_state(State)
+    _set(
+        obj,
+        "__dict__",
+        {
+            "type": state_type,
+            "name": name,
+            "message": message,
+            "data": data,
+            "timestamp": _now(),
+            "state_details": _EMPTY_DETAILS if details is None else details,
+            "id": fast_uuid4(),
+        },
+    )
+    _set(obj, "__pydantic_fields_set__", {"type", "name", "message", "data"})
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
 
 
 state_details = Builder(StateDetails, {})
-_state = Builder(State, {"id": fast_uuid4, "timestamp": _time.now, "state_details": state_details})
 task_run = Builder(TaskRun, {"id": fast_uuid4})
+_EMPTY_DETAILS = state_details()
+_new_state = State.__new__
+_now = _time.now

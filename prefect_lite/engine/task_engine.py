@@ -234,11 +234,7 @@ class TaskRunEngine:
         scan = self.scan
         assert scan is not None
         for future in scan.futures:
-            wrapped = getattr(future, "wrapped_future", None)
-            if wrapped is not None and not wrapped.done():
-                await asyncio.wrap_future(wrapped)
-            else:
-                future.wait()
+            await future.wait_async()
         if (scan.needs_resolution or self.wait_for is not None) and not self._resolve_inputs():
             return False
         return self._after_inputs()

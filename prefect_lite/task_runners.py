@@ -126,14 +126,26 @@ class WorkerPool:
             except BaseException:  # pragma: no cover - calls report their own errors
                 logging.getLogger("prefect_lite.task_runners").exception("worker call failed")
 
-    def shutdown(self) -> None:
+    def drain(self) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
+        """Take the calls no thread has started yet (they will not run)."""
+        taken: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return taken
+            if item is not None:
+                taken.append(item)
+
+    def shutdown(self, wait: bool = True) -> None:
         self._closed = True
         with self._lock:
             threads = list(self._threads)
         for _ in threads:
             self._queue.put(None)
-        for thread in threads:
-            thread.join()
+        if wait:
+            for thread in threads:
+                thread.join()
 
 
 class ThreadPoolTaskRunner(TaskRunner):
@@ -183,7 +195,10 @@ class ThreadPoolTaskRunner(TaskRunner):
         pool = self._workers()
 
         def start(_: object = None) -> None:
-            pool.submit(context.run, _run_into, engine, outcome, run_in_worker)
+            try:
+                pool.submit(context.run, _run_into, engine, outcome, run_in_worker)
+            except RuntimeError:  # the flow run ended (interrupted) before this could start
+                outcome.set_state(engine.cancel("The flow run ended before the task started."))
 
         pending = [f for f in engine.scan.futures if not f.done()] if engine.scan else []
         if not pending:
@@ -196,15 +211,33 @@ class ThreadPoolTaskRunner(TaskRunner):
         for outcome in list(self._outcomes):
             outcome.wait()
 
-    def __exit__(self, *exc: object) -> None:
+    def cancel_pending(self, reason: str) -> int:
+        """Cancel the submitted runs that have not started; how many were cancelled."""
+        pool = self._pool
+        if pool is None:
+            return 0
+        cancelled = 0
+        for _, args in pool.drain():
+            _, engine, outcome, _ = args
+            outcome.set_state(engine.cancel(reason))
+            cancelled += 1
+        return cancelled
+
+    def __exit__(self, exc_type: Any = None, *exc: object) -> None:
+        """Wait for every started run; after an interrupt (KeyboardInterrupt, SystemExit,
+        cancellation), cancel those not started yet and do not wait for the others."""
+        interrupted = exc_type is not None and not issubclass(exc_type, Exception)
         try:
-            self.wait_all()
+            if interrupted:
+                self.cancel_pending("The flow run was interrupted before the task started.")
+            else:
+                self.wait_all()
         finally:
             pool, self._pool = self._pool, None
             if pool is not None:
-                pool.shutdown()
+                pool.shutdown(wait=not interrupted)
             self._outcomes = []
-            super().__exit__(*exc)
+            super().__exit__(exc_type, *exc)
 
 
 def _run_into(engine: Any, outcome: RunOutcome, runner: Callable[[Any], Any]) -> None:

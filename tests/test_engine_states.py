@@ -29,6 +29,7 @@ from prefect_lite.states import (
     StateDetails,
     StateType,
 )
+from prefect_lite.task_runners import ThreadPoolTaskRunner
 from tests.helpers import run_python, wait_for
 
 
@@ -267,3 +268,32 @@ def test_task_run_context_is_none_outside_and_set_inside() -> None:
     assert FlowRunContext.get() is None and TaskRunContext.get() is None
     f()
     assert seen == [("inside", "inside-0", {})]
+
+
+def test_an_interrupted_flow_cancels_submissions_that_did_not_start() -> None:
+    release = threading.Event()
+
+    @task
+    def blocker() -> None:
+        release.wait(10)
+
+    @task
+    def queued(i: int) -> int:
+        return i
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def f() -> None:
+        blocker.submit()
+        for i in range(3):
+            queued.submit(i)
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            f()
+    finally:
+        release.set()
+    run = client().read_flow_runs(flow_name="f")[0]
+    assert run.state_type == StateType.CRASHED
+    by_name = {r.name: r for r in client().read_task_runs(run.id)}
+    assert {by_name[f"queued-{i}"].state_name for i in range(3)} == {"Cancelled"}

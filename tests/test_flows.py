@@ -551,3 +551,31 @@ def test_entrypoint_errors_are_clear() -> None:
         load_flow_from_entrypoint(f"{FIXTURES / 'broken_script.py'}:x")
     with pytest.raises(MissingFlowError, match="must look like"):
         load_flow_from_entrypoint("no-colon")
+
+
+# ------------------------------------------------------------------- log_prints
+
+
+def test_log_prints_sends_prints_to_the_run_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    from prefect_lite.logging import flush_logs
+
+    @task
+    def loud() -> None:
+        print("from the task")
+
+    @task(log_prints=False)
+    def quiet() -> None:
+        print("not logged")
+
+    @flow(log_prints=True)
+    def chatty() -> None:
+        print("from the flow")
+        loud()
+        quiet()
+
+    state = chatty(return_state=True)
+    assert flush_logs(timeout=10)
+    messages = [log.message for log in client().read_logs(state.state_details.flow_run_id)]
+    assert "from the flow" in messages and "from the task" in messages
+    assert "not logged" not in messages
+    assert "not logged" in capsys.readouterr().out

@@ -201,10 +201,10 @@ class FlowRunEngine:
         get_watcher().watch(scope)
         return tag_cm, ctx, task_token, runner
 
-    def _exit_run(self, entered: tuple[Any, ...]) -> None:
+    def _exit_run(self, entered: tuple[Any, ...], interrupt: BaseException | None = None) -> None:
         tag_cm, ctx, task_token, runner = entered
         try:
-            runner.__exit__(None, None, None)
+            runner.__exit__(type(interrupt) if interrupt else None, interrupt, None)
         finally:
             if self.scope is not None:
                 get_watcher().unwatch(self.scope)
@@ -214,6 +214,7 @@ class FlowRunEngine:
 
     def attempt_sync(self) -> float | None:
         entered = self._enter_run()
+        interrupt: BaseException | None = None
         try:
             args, kwargs = self.flow.signature.call_args(self.parameters)
             deadline = None
@@ -240,11 +241,15 @@ class FlowRunEngine:
                 entered[3].wait_all()
                 return self.handle_exception(exc)
             return self.handle_success(value)
+        except BaseException as exc:
+            interrupt = exc
+            raise
         finally:
-            self._exit_run(entered)
+            self._exit_run(entered, interrupt)
 
     async def attempt_async(self) -> float | None:
         entered = self._enter_run()
+        interrupt: BaseException | None = None
         runner = entered[3]
         try:
             args, kwargs = self.flow.signature.call_args(self.parameters)
@@ -268,8 +273,11 @@ class FlowRunEngine:
                 await asyncio.to_thread(runner.wait_all)
                 return self.handle_exception(exc)
             return self.handle_success(value)
+        except BaseException as exc:
+            interrupt = exc
+            raise
         finally:
-            self._exit_run(entered)
+            self._exit_run(entered, interrupt)
 
     # ----------------------------------------------------------------------- outcomes
     def handle_success(self, value: Any) -> float | None:

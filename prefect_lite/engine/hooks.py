@@ -7,7 +7,7 @@ returns a coroutine is run to completion.
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -65,7 +65,7 @@ def run_hooks(
         name = getattr(hook, "__name__", repr(hook))
         try:
             outcome = hook(*args)
-            if asyncio.iscoroutine(outcome):
+            if inspect.iscoroutine(outcome):
                 _run_coroutine(outcome)
         except Exception:
             logger().error(
@@ -77,6 +77,8 @@ def run_hooks(
 
 
 def _run_coroutine(coro: Any) -> None:
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

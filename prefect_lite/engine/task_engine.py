@@ -360,6 +360,16 @@ class TaskRunEngine:
             self._logger().error("Crash detected! %s", state.message)
         self.set_state(state, force=True)
 
+    def cancel(self, reason: str) -> State:
+        """End a run that will not start (its flow run was interrupted)."""
+        if self.task_run is None:
+            self.create()
+        if not self._created:
+            self._record_create()
+        if self.state.type not in _FINAL:
+            self.set_state(new_state(StateType.CANCELLED, "Cancelled", reason), force=True)
+        return self.state
+
     def _may_retry(self, exc_or_state: BaseException | State) -> bool:
         task = self.task
         if self.retries_done >= task.retries:

@@ -415,6 +415,22 @@ def test_scheduler_service_loads_when_installed() -> None:
         assert loaded is not None and loaded.name == "scheduler"
 
 
+def test_the_app_runs_the_scheduler_when_asked() -> None:
+    """A deployment with a schedule gets its runs planned by the in-process scheduler."""
+    with serve(create_app(get_settings(), run_services=True)) as base:
+        api = f"{base}/api"
+        schedule = {"interval": 60, "anchor_date": "2026-01-01T00:00:00Z"}
+        body = {"flow_name": "ticker", "name": "every-minute", "schedules": [schedule]}
+        deployment = httpx.post(f"{api}/deployments/", json=body).json()
+
+        def planned() -> list[Any]:
+            found = httpx.post(f"{api}/flow_runs/filter", json={"deployment_id": deployment["id"]})
+            return list(found.json())
+
+        runs = wait_for(planned, message="the scheduler planned no runs")
+    assert all(run["state"]["type"] == "SCHEDULED" for run in runs)
+
+
 # -------------------------------------------------------------------------- `server start`
 
 

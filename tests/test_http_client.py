@@ -9,6 +9,8 @@ can check that every operation known here has a parity check.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -35,6 +37,7 @@ from prefect_lite.server.runner import bind_socket
 from prefect_lite.settings import Settings, temporary_settings
 from prefect_lite.states import Completed, Pending, Running, Scheduled, StateType
 from tests._live_server import serve
+from tests.helpers import python_env
 
 CALLED: set[str] = set()
 
@@ -356,3 +359,76 @@ def test_api_key_from_settings_is_sent() -> None:
         get_client(sync_client=True) as client,
     ):
         assert client.read_flows() == []
+
+
+# ------------------------------------------------------------------- the CLI, local and remote
+
+
+def _cli(*args: str, api_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "prefect_lite", *args],
+        env=python_env({"PREFECT_LITE_API_URL": api_url}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_reads_the_same_locally_and_remotely(local: SyncPrefectClient, api_url: str) -> None:
+    run = local.create_flow_run("cli-parity", tags=["x"])
+    local.create_logs(
+        [
+            Log(name="prefect_lite.flow_runs", level=20, message="first", flow_run_id=run.id),
+            Log(name="prefect_lite.task_runs", level=40, message="second", flow_run_id=run.id),
+        ]
+    )
+    for args in (
+        ("flow-run", "logs", str(run.id)),
+        ("flow-run", "logs", str(run.id), "--json"),
+        ("flow-run", "inspect", str(run.id), "--json"),
+        ("flow-run", "ls", "--json"),
+    ):
+        here, there = _cli(*args), _cli(*args, api_url=api_url)
+        assert here.returncode == there.returncode == 0, (here.stderr, there.stderr)
+        assert here.stdout == there.stdout
+    lines = _cli("flow-run", "logs", str(run.id), api_url=api_url).stdout.splitlines()
+    assert len(lines) == 2
+    assert "| INFO     | prefect_lite.flow_runs - first" in lines[0]
+    assert "| ERROR    | prefect_lite.task_runs - second" in lines[1]
+
+
+@pytest.mark.parametrize("remote_cli", [False, True])
+def test_cli_logs_of_an_unknown_run_is_one_line(api_url: str, remote_cli: bool) -> None:
+    missing = uuid.uuid4()
+    done = _cli("flow-run", "logs", str(missing), api_url=api_url if remote_cli else None)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: no flow run with id {missing}"
+    bad = _cli("flow-run", "logs", "nope", api_url=api_url if remote_cli else None)
+    assert bad.returncode == 1 and "is not a flow run id" in bad.stderr
+
+
+def test_cli_logs_follow_until_the_run_ends(local: SyncPrefectClient, api_url: str) -> None:
+    run = local.create_flow_run("followed")
+    local.set_flow_run_state(run.id, Running())
+    local.create_logs([Log(name="f", level=20, message="before", flow_run_id=run.id)])
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "prefect_lite", "flow-run", "logs", str(run.id), "--follow"],
+        env=python_env({"PREFECT_LITE_API_URL": api_url}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert "before" in follower.stdout.readline()
+        local.create_logs([Log(name="f", level=20, message="during", flow_run_id=run.id)])
+        assert "during" in follower.stdout.readline()
+        local.create_logs([Log(name="f", level=20, message="last", flow_run_id=run.id)])
+        local.set_flow_run_state(run.id, Completed())
+        out, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 0, err
+    assert "last" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import click
 
@@ -64,3 +65,38 @@ def inspect(flow_run_id: str, as_json: bool) -> None:
         print_json(run)
     else:
         print_record(f"Flow run {run.id}", run)
+
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+@flow_run.command("logs")
+@click.argument("flow_run_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new logs until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def logs(flow_run_id: str, follow: bool, as_json: bool) -> None:
+    """Print a flow run's logs, oldest first."""
+    import time
+
+    run_id = parse_run_id(flow_run_id)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)  # an unknown id is one clear error
+        offset = 0
+        while True:
+            batch = client.read_logs(run_id, offset=offset, limit=1000)
+            offset += len(batch)
+            for log in batch:
+                click.echo(log.model_dump_json() if as_json else _log_line(log))
+            if len(batch) == 1000:
+                continue
+            if not follow or (run.state is not None and run.state.is_final()):
+                return
+            time.sleep(FOLLOW_POLL_SECONDS)
+            run = client.read_flow_run(run_id)
+
+
+def _log_line(log: Any) -> str:
+    import logging
+
+    when = log.timestamp.strftime("%H:%M:%S.%f")[:-3]
+    return f"{when} | {logging.getLevelName(log.level):<8} | {log.name} - {log.message}"

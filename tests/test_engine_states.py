@@ -294,6 +294,13 @@ def test_an_interrupted_flow_cancels_submissions_that_did_not_start() -> None:
     finally:
         release.set()
     run = client().read_flow_runs(flow_name="f")[0]
+
+    def blocker_finished() -> bool:
+        recorder.flush()
+        runs = {r.name: r for r in client().read_task_runs(run.id)}
+        return runs["blocker-0"].state_name == "Completed"
+
+    wait_for(blocker_finished, message="the running task did not finish after the interrupt")
     assert run.state_type == StateType.CRASHED
     by_name = {r.name: r for r in client().read_task_runs(run.id)}
     assert {by_name[f"queued-{i}"].state_name for i in range(3)} == {"Cancelled"}

@@ -587,3 +587,28 @@ def test_declaration_errors_are_clear() -> None:
 
     with pytest.raises(DefinitionError, match="reserved"):
         task(reserved)
+
+
+@pytest.mark.parametrize(
+    ("delays", "attempt", "expected"),
+    [
+        (0.0, 1, 0.0),
+        (3.0, 2, 3.0),
+        ([1.0, 2.0], 1, 1.0),
+        ([1.0, 2.0], 2, 2.0),
+        ([1.0, 2.0], 5, 2.0),
+    ],
+)
+def test_delay_for_retry_repeats_the_last_delay(delays: Any, attempt: int, expected: float) -> None:
+    from prefect_lite.retries import delay_for_retry
+
+    assert delay_for_retry(delays, attempt) == expected
+
+
+def test_jitter_stays_within_its_bounds() -> None:
+    from prefect_lite.retries import check_jitter, delay_for_retry
+
+    values = [delay_for_retry(10.0, 1, jitter_factor=0.5) for _ in range(200)]
+    assert all(5.0 <= v <= 15.0 for v in values) and len(set(values)) > 1
+    with pytest.raises(DefinitionError, match="retry_jitter_factor"):
+        check_jitter(-1, "task 't'")

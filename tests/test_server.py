@@ -242,12 +242,17 @@ def _nothing(item_id: str) -> None:
     return None
 
 
+def _broken() -> int:
+    raise KeyError("a bug")
+
+
 @pytest.fixture
 def synthetic() -> Iterator[httpx.Client]:
     ops = {
         "echo_query": Operation("echo_query", "GET", "/echo/{when}", _echo_query),
         "echo_schema": Operation("echo_schema", "POST", "/echo_schema", _echo_schema),
         "nothing": Operation("nothing", "DELETE", "/items/{item_id}", _nothing, 204),
+        "broken": Operation("broken", "GET", "/broken", _broken),
     }
     app = FastAPI()
     server_errors.install(app)
@@ -273,6 +278,10 @@ def test_parameters_clashing_with_model_attributes(synthetic: httpx.Client) -> N
 def test_none_returning_delete_is_204(synthetic: httpx.Client) -> None:
     response = synthetic.delete("/api/items/abc")
     assert response.status_code == 204 and response.content == b""
+
+
+def test_a_bug_is_a_json_500(synthetic: httpx.Client) -> None:
+    assert "KeyError" in _detail(synthetic.get("/api/broken"), 500)
 
 
 def test_a_path_naming_an_unknown_parameter_is_refused() -> None:

@@ -91,8 +91,14 @@ async def _pydantic_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, describe_errors(exc.errors(), prefix=f"{exc.title}."))
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: still a JSON answer; the traceback goes to the server log (uvicorn logs it)."""
+    return error_response(500, f"internal server error ({type(exc).__name__}); see the server log")
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into the statuses above."""
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(PrefectLiteError, _prefect_lite_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(pydantic.ValidationError, _pydantic_error)

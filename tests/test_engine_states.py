@@ -304,3 +304,40 @@ def test_an_interrupted_flow_cancels_submissions_that_did_not_start() -> None:
     assert run.state_type == StateType.CRASHED
     by_name = {r.name: r for r in client().read_task_runs(run.id)}
     assert {by_name[f"queued-{i}"].state_name for i in range(3)} == {"Cancelled"}
+
+
+def test_a_forked_child_records_its_own_runs() -> None:
+    result = run_python(
+        """
+        import os
+        from prefect_lite import flow, task
+
+        @task
+        def t(x):
+            return x
+
+        @flow
+        def parent_side():
+            return t(1)
+
+        @flow
+        def child_side():
+            return t(2)
+
+        parent_side()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                child_side()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        parent_side()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(client().read_flow_runs(flow_name="parent-side")) == 2
+    (child,) = client().read_flow_runs(flow_name="child-side")
+    assert child.state_name == "Completed"
+    (task_run,) = client().read_task_runs(child.id)
+    assert task_run.state_name == "Completed"

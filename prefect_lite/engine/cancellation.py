@@ -10,6 +10,7 @@ stops such a run by ending its process.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from typing import Any
@@ -69,6 +70,7 @@ class CancellationWatcher:
 
 
 _watcher = CancellationWatcher()
+os.register_at_fork(after_in_child=lambda: _watcher.__init__())  # type: ignore[misc]
 
 
 def get_watcher() -> CancellationWatcher:

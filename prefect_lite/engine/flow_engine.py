@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from prefect_lite.context import FlowRunContext, TaskRunContext, tags
-from prefect_lite.engine import recorder
+from prefect_lite.engine import caching, recorder
 from prefect_lite.engine.cancellation import get_watcher
 from prefect_lite.engine.flow_run import FAILED, NOTSET, RUNNING, FlowRunLifecycle
 from prefect_lite.engine.flow_support import should_log_prints
@@ -173,6 +173,13 @@ class FlowRunEngine(FlowRunLifecycle):
         state = return_value_to_state(value, self._details())
         if state.type is FAILED and self._may_retry():
             return self._schedule_retry(state.message)
+        if state.type is StateType.COMPLETED and self.flow.persist_result:
+            try:
+                state = caching.persist_flow_result(self.flow, state)
+            except Exception as exc:  # e.g. PayloadTooLarge: the run fails with it
+                self._raised = exc
+                self._finish(failed_state(exc, "Could not persist the result:", self._details()))
+                return None
         self._returned = value
         self._finish(state)
         return None

@@ -7,6 +7,7 @@ run. ``engine_client()`` is the client used where no flow run provides one.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -62,6 +63,15 @@ def current_scope() -> FlowRunScope | None:
 
 _clients: dict[tuple[str | None, str | None], Any] = {}
 _clients_lock = threading.Lock()
+
+
+def _forget_clients_after_fork() -> None:
+    global _clients_lock
+    _clients.clear()  # an HTTP client's connections belong to the parent
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_clients_after_fork)
 
 
 def engine_client() -> Any:

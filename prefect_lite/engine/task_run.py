@@ -178,7 +178,13 @@ class TaskRunLifecycle:
     def _try_cache(self) -> bool:
         task = self.task
         with self._context() as ctx:
-            self.cache_key = caching.compute_cache_key(task, ctx, self.parameters)
+            try:
+                self.cache_key = caching.compute_cache_key(task, ctx, self.parameters)
+            except Exception as exc:  # fail loudly rather than run uncached
+                self._raised = exc
+                message = f"Could not compute the cache key of task {task.name!r}:"
+                self._finish(failed_state(exc, message, self._details()))
+                return True
         if self.cache_key is None:
             return False
         run = self.task_run
@@ -187,7 +193,7 @@ class TaskRunLifecycle:
         hooks = caching.result_hooks()
         if hooks is None or task.refresh_cache:
             return False
-        cached = hooks.lookup(task, self.cache_key, None)
+        cached = hooks.lookup(task, self.cache_key, ctx)
         if cached is None:
             return False
         details = self._details()
@@ -239,6 +245,8 @@ class TaskRunLifecycle:
             )
             if chosen:
                 self._run_hooks(chosen)
+        if state.type is StateType.FAILED:
+            caching.task_failed(task)
         if state.type is not COMPLETED or extensions.task_logging_enabled(logging.DEBUG):
             level = logging.DEBUG if state.type is COMPLETED else logging.ERROR
             self._logger().log(level, "Finished in state %r", state)
@@ -246,16 +254,25 @@ class TaskRunLifecycle:
     def _persisted(self, state: State) -> State:
         """The seam for result persistence (issue 4): the hooks may store the value."""
         task = self.task
-        if not (task.persist_result or self.cache_key is not None):
+        if not (task.persist_result or self.cache_key is not None or caching.in_transaction()):
             return state
         hooks = caching.result_hooks()
         if hooks is None:
             return state
-        ref = hooks.persist(
-            task, state.data, self.cache_key, state.state_details.cache_expiration, None
-        )
-        if ref is not None and not task.cache_result_in_memory:
-            state.data = ref
+        try:
+            ref = hooks.persist(
+                task,
+                state.data,
+                self.cache_key,
+                state.state_details.cache_expiration,
+                self._context(),
+            )
+        except Exception as exc:  # e.g. PayloadTooLarge: the run fails with it
+            self._raised = exc
+            self._logger().error("Could not persist the result: %r", exc)
+            return failed_state(exc, "Could not persist the task's result:", self._details())
+        if ref is not None:
+            state.data = ref  # the stored state points at the result (in memory too)
         return state
 
     def _run_hooks(self, hooks: list[Any]) -> None:

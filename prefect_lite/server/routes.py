@@ -5,8 +5,10 @@ For an ``Operation(name, method, path, fn, status_code, tag)`` the route lives a
 parameters form the JSON body (POST/PATCH/PUT: a pydantic model named ``<Name>Body`` made
 from their type hints and defaults) or the query string (GET/DELETE). The return
 annotation is the response model, so the OpenAPI document describes every operation
-exactly. Handlers are sync and do blocking Redis I/O: the endpoints are plain ``def``
-functions, which FastAPI runs in its threadpool.
+exactly. A body is checked twice: by FastAPI for the route, then as strict JSON (no
+``false`` for an int, no number for a date), so whatever the schema rejects is a 422.
+Top-level integers are limited to ``MAX_INT``. Handlers are sync and do blocking Redis
+I/O: the endpoints are plain ``def`` functions, which FastAPI runs in its threadpool.
 """
 
 from __future__ import annotations

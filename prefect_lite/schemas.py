@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_lite import _time
 from prefect_lite.exceptions import PayloadTooLarge, ValidationError
-from prefect_lite.states import State, StateType
+from prefect_lite.states import ResultRef, State, StateType
 
 SCHEMA_VERSION = 1
 
@@ -190,6 +190,35 @@ class Worker(Record):
     last_heartbeat_time: datetime = Field(default_factory=_time.now)
     status: Literal["ONLINE", "OFFLINE"] = "ONLINE"
     limit: int | None = None
+    running: int = 0  # flow runs it executes now (as of its last heartbeat)
+
+
+class WorkQueueStatus(BaseModel):
+    """A work queue with its usage: runs queued (admitted, unclaimed) and holding a slot."""
+
+    name: str
+    priority: int
+    concurrency_limit: int | None = None
+    paused: bool = False
+    queued: int = 0
+    active: int = 0
+
+
+class WorkPoolStatus(BaseModel):
+    """A work pool, its queues in priority order, its workers and its usage."""
+
+    pool: WorkPool
+    queues: list[WorkQueueStatus] = Field(default_factory=list)
+    workers: list[Worker] = Field(default_factory=list)
+    active: int = 0  # runs holding a pool slot (queued, pending, running, cancelling)
+    waiting: int = 0  # due runs a concurrency limit holds back
+
+
+class LeaseRenewal(BaseModel):
+    """One flow run lease to renew: the run and the token its claim set."""
+
+    flow_run_id: uuid.UUID
+    lease: str
 
 
 class Log(BaseModel):
@@ -344,3 +373,14 @@ class OrchestrationResult(BaseModel):
     state: State | None = None
     version: int = 0
     details: str | None = None
+
+
+class CacheRecord(BaseModel):
+    """A cache entry (or a committed transaction's marker): where the result is, and until
+    when it may be reused (``expiration`` None: forever). Checked against ``_time.now()``
+    by the reader, so a fake clock expires it."""
+
+    key: str
+    result: ResultRef | None = None
+    expiration: datetime | None = None
+    created: datetime = Field(default_factory=_time.now)

@@ -46,11 +46,15 @@ def all_operations() -> dict[str, Operation]:
     from prefect_lite.api import (  # noqa: F401
         blocks,
         deployments,
+        flow_run_inputs,
         flow_runs,
         flows,
         logs,
+        pauses,
+        results,
         task_runs,
         variables,
+        work_pools,
     )
 
     return OPERATIONS

@@ -23,6 +23,8 @@ def _register() -> None:
     from prefect_lite.cli.deployment import deployment
     from prefect_lite.cli.scheduler import scheduler
     from prefect_lite.cli.variable import variable
+    from prefect_lite.cli.work_pool import work_pool
+    from prefect_lite.cli.work_queue import work_queue
 
     cli.add_command(config.config)
     cli.add_command(flow_run.flow_run)
@@ -33,6 +35,8 @@ def _register() -> None:
     cli.add_command(init)
     cli.add_command(scheduler)
     cli.add_command(variable)
+    cli.add_command(work_pool)
+    cli.add_command(work_queue)
 
 
 _register()

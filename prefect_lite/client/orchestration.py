@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -18,15 +18,21 @@ from prefect_lite.client.transport import Transport, default_transport
 from prefect_lite.schemas import (
     BlockDocument,
     BlockType,
+    CacheRecord,
     Deployment,
     EmpiricalPolicy,
     Flow,
     FlowRun,
     Log,
     OrchestrationResult,
+    RunInput,
     Schedule,
     TaskRun,
     Variable,
+    Worker,
+    WorkPool,
+    WorkPoolStatus,
+    WorkQueue,
 )
 from prefect_lite.states import State, StateType
 
@@ -342,6 +348,176 @@ class SyncPrefectClient:
 
     def read_block_types(self, limit: int = 200, offset: int = 0) -> list[BlockType]:
         return self._call("read_block_types", limit=limit, offset=offset)
+
+    # -- results, cache records, transaction locks
+    def write_result(self, key: str, blob: str) -> None:
+        self._call("write_result", key=key, blob=blob)
+
+    def read_result(self, key: str) -> str:
+        return self._call("read_result", key=key)
+
+    def delete_result(self, key: str) -> None:
+        self._call("delete_result", key=key)
+
+    def read_cache_record(self, key: str) -> CacheRecord | None:
+        return self._call("read_cache_record", key=key)
+
+    def write_cache_records(self, records: list[CacheRecord]) -> None:
+        self._call("write_cache_records", records=records)
+
+    def delete_cache_record(self, key: str) -> None:
+        self._call("delete_cache_record", key=key)
+
+    def acquire_transaction_lock(self, key: str, holder: str, hold_seconds: float) -> bool:
+        return self._call(
+            "acquire_transaction_lock", key=key, holder=holder, hold_seconds=hold_seconds
+        )
+
+    def release_transaction_lock(self, key: str, holder: str) -> bool:
+        return self._call("release_transaction_lock", key=key, holder=holder)
+
+    # -- flow run inputs, pause and resume
+    def create_flow_run_input(
+        self, flow_run_id: uuid.UUID, key: str, value: Any, sender: str | None = None
+    ) -> RunInput:
+        return self._call(
+            "create_flow_run_input", flow_run_id=flow_run_id, key=key, value=value, sender=sender
+        )
+
+    def read_flow_run_input(self, flow_run_id: uuid.UUID, key: str) -> RunInput:
+        return self._call("read_flow_run_input", flow_run_id=flow_run_id, key=key)
+
+    def delete_flow_run_input(self, flow_run_id: uuid.UUID, key: str) -> None:
+        self._call("delete_flow_run_input", flow_run_id=flow_run_id, key=key)
+
+    def filter_flow_run_input(
+        self,
+        flow_run_id: uuid.UUID,
+        key_prefix: str,
+        limit: int = 1,
+        exclude_keys: Iterable[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> list[RunInput]:
+        """Inputs by key prefix, oldest first; ``wait_seconds`` (<= 10) waits for one."""
+        return self._call(
+            "filter_flow_run_input",
+            flow_run_id=flow_run_id,
+            key_prefix=key_prefix,
+            limit=limit,
+            exclude_keys=sorted(exclude_keys) if exclude_keys else None,
+            wait_seconds=wait_seconds,
+        )
+
+    def pause_flow_run(self, flow_run_id: uuid.UUID, state: State) -> OrchestrationResult:
+        return self._call("pause_flow_run", flow_run_id=flow_run_id, state=state)
+
+    def resume_flow_run(
+        self, flow_run_id: uuid.UUID, run_input: Any = None
+    ) -> OrchestrationResult:
+        return self._call("resume_flow_run", flow_run_id=flow_run_id, run_input=run_input)
+
+    def wait_for_flow_run_resume(self, flow_run_id: uuid.UUID, timeout: float) -> State | None:
+        """Block (at most 10 s) while the run is paused; its state then."""
+        return self._call("wait_for_flow_run_resume", flow_run_id=flow_run_id, timeout=timeout)
+
+    # -- work pools, work queues, workers
+    def create_work_pool(
+        self,
+        name: str,
+        type: str = "process",
+        description: str | None = None,
+        concurrency_limit: int | None = None,
+        paused: bool = False,
+    ) -> WorkPool:
+        return self._call(
+            "create_work_pool",
+            name=name,
+            type=type,
+            description=description,
+            concurrency_limit=concurrency_limit,
+            paused=paused,
+        )
+
+    def read_work_pool(self, work_pool_name: str) -> WorkPool:
+        return self._call("read_work_pool", work_pool_name=work_pool_name)
+
+    def read_work_pools(self, limit: int = 200, offset: int = 0) -> list[WorkPool]:
+        return self._call("read_work_pools", limit=limit, offset=offset)
+
+    def update_work_pool(
+        self,
+        work_pool_name: str,
+        description: str | None = None,
+        concurrency_limit: int | None = None,
+        clear_concurrency_limit: bool = False,
+        paused: bool | None = None,
+    ) -> WorkPool:
+        return self._call(
+            "update_work_pool",
+            work_pool_name=work_pool_name,
+            description=description,
+            concurrency_limit=concurrency_limit,
+            clear_concurrency_limit=clear_concurrency_limit,
+            paused=paused,
+        )
+
+    def delete_work_pool(self, work_pool_name: str) -> None:
+        self._call("delete_work_pool", work_pool_name=work_pool_name)
+
+    def read_work_pool_status(self, work_pool_name: str) -> WorkPoolStatus:
+        return self._call("read_work_pool_status", work_pool_name=work_pool_name)
+
+    def create_work_queue(
+        self,
+        work_pool_name: str,
+        name: str,
+        description: str | None = None,
+        priority: int | None = None,
+        concurrency_limit: int | None = None,
+        paused: bool = False,
+    ) -> WorkQueue:
+        return self._call(
+            "create_work_queue",
+            work_pool_name=work_pool_name,
+            name=name,
+            description=description,
+            priority=priority,
+            concurrency_limit=concurrency_limit,
+            paused=paused,
+        )
+
+    def read_work_queue(self, work_pool_name: str, name: str) -> WorkQueue:
+        return self._call("read_work_queue", work_pool_name=work_pool_name, name=name)
+
+    def read_work_queues(self, work_pool_name: str) -> list[WorkQueue]:
+        return self._call("read_work_queues", work_pool_name=work_pool_name)
+
+    def update_work_queue(
+        self,
+        work_pool_name: str,
+        name: str,
+        description: str | None = None,
+        priority: int | None = None,
+        concurrency_limit: int | None = None,
+        clear_concurrency_limit: bool = False,
+        paused: bool | None = None,
+    ) -> WorkQueue:
+        return self._call(
+            "update_work_queue",
+            work_pool_name=work_pool_name,
+            name=name,
+            description=description,
+            priority=priority,
+            concurrency_limit=concurrency_limit,
+            clear_concurrency_limit=clear_concurrency_limit,
+            paused=paused,
+        )
+
+    def delete_work_queue(self, work_pool_name: str, name: str) -> None:
+        self._call("delete_work_queue", work_pool_name=work_pool_name, name=name)
+
+    def read_workers(self, work_pool_name: str | None = None) -> list[Worker]:
+        return self._call("read_workers", work_pool_name=work_pool_name)
 
 
 class PrefectClient:

@@ -15,7 +15,11 @@ P:fr:{id}                           hash     flow run: rec (JSON record), state 
                                              seen (when a scheduler deferred it on purpose)
 P:fr:{id}:hist                      list     state history, JSON states, oldest first
 P:fr:{id}:logs                      list     log records (JSON), in order
-P:fr:{id}:input                     hash     run input key -> JSON value (pause/send_input)
+P:fr:{id}:input                     hash     run input key -> "{log entry id} {JSON RunInput}"
+                                             (pause/resume answers, send_input messages)
+P:fr:{id}:input:log                 stream   one entry (k = input key) per live input, in
+                                             creation order; receivers XREAD BLOCK on it
+P:fr:{id}:resume                    list     resume tokens: a paused process BLPOPs it
 P:fr:idx:all                        zset     flow run ids by expected start time
 P:fr:idx:state:{TYPE}               zset     flow run ids in a state type, by expected start
 P:fr:idx:flow:{flow_id}             zset     flow run ids of a flow
@@ -37,9 +41,29 @@ P:sched:planned                     hash     deployment id -> JSON plan state (f
                                              planned-through time per schedule)
 P:sched:admitted                    zset     admitted, not yet claimed run ids by sched. time
 P:sched:overlap                     hash     deployment id -> overlap policy (non-default)
-P:ready:{pool}:{queue}              list     run ids admitted to a pool's queue, oldest first
+rq:queue:P.{pool}.{queue}           list     RQ queue of one work queue: admitted run ids (the RQ
+                                             job ids), oldest first; ``pool_queue_ready``
+rq:job:{run id}                     hash     the RQ job of an admitted run (JSON payload: the
+                                             run id); deleted when a worker claims the run
+P:slot:pool:{pool}                  zset     run ids holding a slot of the pool (by admission)
+P:slot:queue:{pool}:{queue}         zset     run ids holding a slot of the work queue
+P:slot:dep:{deployment_id}          zset     run ids holding a slot of the deployment
+P:pool:wait:{pool}                  zset     due run ids a concurrency limit holds back
+P:pool:bell:{pool}:{queue}          list     one token per admitted run: workers block on it
+P:pool:hooks:{pool}                 list     crashed run ids whose on_crashed hooks must run
+P:admit                             list     run ids whose slots were just released
+P:chan:cancel                       pubsub   run ids that were just asked to cancel
+P:fr:idx:parent:{flow_run_id}       zset     subflow run ids of a flow run
 P:lease                             zset     running flow run ids by lease expiry
 P:lock:{name}                       string   short lock with owner token and TTL
+P:lock:txn:{key}                    string   transaction lock: holder token, TTL = timeout
+P:result:{key}                      string   persisted result blob (RedisStorage), as the
+                                             serializer wrote it (base64 pickle or JSON)
+P:cache:{key}                       string   cache record (JSON CacheRecord): where a cached
+                                             result is, its expiration; a task's key starts
+                                             with its task key, a committed transaction's
+                                             with ``txn:``. Expires a grace period after
+                                             the record's own expiration
 ==================================  =======  ====================================================
 """
 
@@ -67,6 +91,16 @@ def flow_run_logs(run_id: str) -> str:
 
 def flow_run_input(run_id: str) -> str:
     return f"{prefix()}:fr:{run_id}:input"
+
+
+def flow_run_input_log(run_id: str) -> str:
+    """Stream of a run's live input keys in creation order (receivers block on it)."""
+    return f"{prefix()}:fr:{run_id}:input:log"
+
+
+def flow_run_resume(run_id: str) -> str:
+    """Tokens pushed when a paused run is resumed; its process blocks on them."""
+    return f"{prefix()}:fr:{run_id}:resume"
 
 
 def flow_run_index_all() -> str:
@@ -134,9 +168,67 @@ def deployment_overlap() -> str:
     return f"{prefix()}:sched:overlap"
 
 
+# RQ's own key names (``rq.Queue.redis_queue_namespace_prefix``, ``rq.Queue.redis_queues_keys``,
+# ``rq.job.Job.redis_job_namespace_prefix``); storage.delivery checks they still match.
+RQ_QUEUE_PREFIX = "rq:queue:"
+RQ_QUEUES = "rq:queues"
+RQ_JOB_PREFIX = "rq:job:"
+
+
+def rq_queue_name(pool: str, queue: str) -> str:
+    """The RQ queue of one work queue of a pool (pool and queue names hold no dots)."""
+    return f"{prefix()}.{pool}.{queue}"
+
+
 def pool_queue_ready(pool: str, queue: str) -> str:
-    """Runs admitted to one work queue of a pool, oldest first (the admission seam)."""
-    return f"{prefix()}:ready:{pool}:{queue}"
+    """Runs admitted to one work queue of a pool, oldest first: the RQ queue's list."""
+    return RQ_QUEUE_PREFIX + rq_queue_name(pool, queue)
+
+
+def rq_job(job_id: str) -> str:
+    return RQ_JOB_PREFIX + job_id
+
+
+def slot_pool(pool: str) -> str:
+    return f"{prefix()}:slot:pool:{pool}"
+
+
+def slot_queue(pool: str, queue: str) -> str:
+    return f"{prefix()}:slot:queue:{pool}:{queue}"
+
+
+def slot_deployment(deployment_id: str) -> str:
+    return f"{prefix()}:slot:dep:{deployment_id}"
+
+
+def pool_waiting(pool: str) -> str:
+    """Due runs of a pool that a concurrency limit holds back, by scheduled time."""
+    return f"{prefix()}:pool:wait:{pool}"
+
+
+def queue_bell(pool: str, queue: str) -> str:
+    """Wake-up tokens for workers blocked on a work queue."""
+    return f"{prefix()}:pool:bell:{pool}:{queue}"
+
+
+def pool_hooks(pool: str) -> str:
+    """Crashed runs whose on_crashed hooks a worker of the pool must run."""
+    return f"{prefix()}:pool:hooks:{pool}"
+
+
+def admit_notify() -> str:
+    """Run ids whose pool slots ``propose_state`` just released."""
+    return f"{prefix()}:admit"
+
+
+def cancel_channel() -> str:
+    """Pub/sub channel: ids of runs just asked to cancel."""
+    return f"{prefix()}:chan:cancel"
+
+
+def flow_run_index_parent(flow_run_id: str) -> str:
+    """Subflow runs of a flow run."""
+    return f"{prefix()}:fr:idx:parent:{flow_run_id}"
 
 
 def flow_run_key_prefix() -> str:
@@ -169,3 +261,16 @@ def record_index(kind: str) -> str:
 def record_alias(kind: str, alias: str) -> str:
     """Secondary lookup (e.g. deployment id -> name)."""
     return f"{prefix()}:{kind}:alias:{alias}"
+
+
+# -- results, cache records and transaction locks
+def result_blob(key: str) -> str:
+    return f"{prefix()}:result:{key}"
+
+
+def cache_record(key: str) -> str:
+    return f"{prefix()}:cache:{key}"
+
+
+def transaction_lock(key: str) -> str:
+    return lock(f"txn:{key}")

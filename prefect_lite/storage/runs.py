@@ -65,7 +65,8 @@ def _shared_args(kind: Kind, p: Proposal) -> list[Any]:
         keys.leases() if is_flow else "",
         repr(p.lease_expiry) if p.lease_expiry is not None else "",
         p.new_lease or "",
-        "",
+        keys.admit_notify() if is_flow else "",
+        keys.cancel_channel() if is_flow else "",
     ]
 
 
@@ -133,6 +134,8 @@ def _create_keys(kind: Kind, run: FlowRun | TaskRun, idem: str) -> list[str]:
         out.append(keys.flow_run_index_flow(str(run.flow_id)))
         if run.deployment_id:
             out.append(keys.flow_run_index_deployment(str(run.deployment_id)))
+        if run.parent_flow_run_id:
+            out.append(keys.flow_run_index_parent(str(run.parent_flow_run_id)))
     elif run.flow_run_id:
         out.append(keys.task_run_index_flow_run(str(run.flow_run_id)))
     return out

@@ -19,7 +19,8 @@ from prefect_lite.states import transition_table_lua
 # ARGV layout shared by both scripts, after the script-specific head:
 #   state_json, to_type, to_name, now_ts, state_index_prefix ('' = none), due_key ('' = none),
 #   scheduled_ts, lease_key ('' = none), lease_expiry, new_lease ('' keep, '-' clear),
-#   admit_key ('' = none: list to notify when slots are released)
+#   admit_key ('' = none: list to notify when slots are released),
+#   cancel_channel ('' = none: where to PUBLISH the id of a run entering CANCELLING)
 _APPLY = r"""
 local T = %(table)s
 local TERMINAL = {COMPLETED=true, FAILED=true, CANCELLED=true, CRASHED=true}
@@ -29,6 +30,7 @@ local function apply_state(key, hist, run_id, cur_type, ver, a, o)
   local state_json, to_type, name, now = a[o], a[o+1], a[o+2], a[o+3]
   local idx, due, sched_ts = a[o+4], a[o+5], a[o+6]
   local lease_key, lease_exp, new_lease, admit = a[o+7], a[o+8], a[o+9], a[o+10]
+  local cancel_chan = a[o+11] or ''
   ver = ver + 1
   redis.call('HSET', key, 'state', state_json, 'type', to_type, 'name', name, 'ver', ver)
   redis.call('RPUSH', hist, state_json)
@@ -49,7 +51,9 @@ local function apply_state(key, hist, run_id, cur_type, ver, a, o)
   end
   if new_lease == '-' then redis.call('HDEL', key, 'lease')
   elseif new_lease ~= '' then redis.call('HSET', key, 'lease', new_lease) end
-  local releasing = final or to_type == 'SCHEDULED' or name == 'Suspended'
+  -- SCHEDULED -> SCHEDULED (Late, a new time) keeps a queued run's slots: it is still queued.
+  local releasing = final or (to_type == 'SCHEDULED' and cur_type ~= 'SCHEDULED')
+    or name == 'Suspended'
   if lease_key ~= '' then
     if releasing then
       redis.call('ZREM', lease_key, run_id)
@@ -65,6 +69,9 @@ local function apply_state(key, hist, run_id, cur_type, ver, a, o)
       redis.call('HDEL', key, 'slots')
       if admit ~= '' then redis.call('RPUSH', admit, run_id) end
     end
+  end
+  if to_type == 'CANCELLING' and cancel_chan ~= '' then
+    redis.call('PUBLISH', cancel_chan, run_id)
   end
   return ver
 end
@@ -115,6 +122,13 @@ for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], run_id) end
 apply_state(key, hist, run_id, '', 0, ARGV, 4)
 return {'CREATED', run_id}
 """
+
+
+@cache
+def apply_source() -> str:
+    """The transition table ``T`` and ``apply_state``, for scripts that change a run's
+    state as one step of something larger (e.g. a worker's claim in ``storage.delivery``)."""
+    return _APPLY % {"table": transition_table_lua()}
 
 
 @cache

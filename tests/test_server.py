@@ -42,10 +42,12 @@ from tests._live_server import serve
 from tests.helpers import REPO_ROOT, python_env, redis_servers_under, wait_for
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api() -> Iterator[httpx.Client]:
-    """An httpx client on a live server of the default app (no API key)."""
-    with serve(create_app(get_settings())) as base, httpx.Client(base_url=base) as client:
+    """An httpx client on a live server of the default app (no API key), shared by the
+    module: handlers read the per-test settings (Redis URL) at each request."""
+    app = create_app(Settings(api_key=None))
+    with serve(app) as base, httpx.Client(base_url=base) as client:
         yield client
 
 

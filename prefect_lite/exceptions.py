@@ -146,6 +146,14 @@ class PausedRun(PrefectLiteError):
     """The run is paused and has no result yet."""
 
 
+class NotPausedError(UserError):
+    """Resuming a flow run that is not paused."""
+
+
+class FlowPauseTimeout(UserError, TimeoutError):
+    """A paused flow run was not resumed before its pause timed out."""
+
+
 class TerminationSignal(BaseException):
     """Raised inside a run to stop it (cancellation, abort); escapes ``except Exception``."""
 
@@ -156,3 +164,7 @@ class Abort(TerminationSignal):
 
 class Pause(TerminationSignal):
     """The run is suspended; its process should exit and free its slot."""
+
+    def __init__(self, message: str = "the flow run is suspended", state: Any = None) -> None:
+        super().__init__(message)
+        self.state = state  # the Suspended state the orchestrator accepted

@@ -1,4 +1,4 @@
-"""``prefect-lite flow-run ...``: list and inspect flow runs."""
+"""``prefect-lite flow-run ...``: list, inspect, follow and resume flow runs."""
 
 from __future__ import annotations
 
@@ -65,6 +65,34 @@ def inspect(flow_run_id: str, as_json: bool) -> None:
         print_json(run)
     else:
         print_record(f"Flow run {run.id}", run)
+
+
+@flow_run.command("resume")
+@click.argument("flow_run_id")
+@click.option(
+    "--input",
+    "run_input",
+    default=None,
+    help="Input for a run that waits for it, as JSON (e.g. '{\"approved\": true}').",
+)
+def resume(flow_run_id: str, run_input: str | None) -> None:
+    """Resume a paused or suspended flow run."""
+    import json
+
+    from prefect_lite.flow_runs import resume_flow_run
+
+    run_id = parse_run_id(flow_run_id)
+    value: Any = None
+    if run_input is not None:
+        try:
+            value = json.loads(run_input)
+        except json.JSONDecodeError as exc:
+            fail(f"--input is not valid JSON: {exc}")
+    try:
+        resume_flow_run(run_id, run_input=value)
+    except RuntimeError as exc:
+        fail(str(exc))
+    click.echo(f"Resumed flow run {run_id}.")
 
 
 FOLLOW_POLL_SECONDS = 0.5

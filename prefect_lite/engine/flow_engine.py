@@ -208,7 +208,11 @@ class FlowRunEngine(FlowRunLifecycle):
         return None
 
     def handle_crash(self, exc: BaseException) -> None:
-        if self.flow_run is None or isinstance(exc, Pause) or self.state.is_final():
+        if isinstance(exc, Pause):  # suspended: the process ends, the run is not finished
+            if exc.state is not None:
+                self.state = exc.state
+            return
+        if self.flow_run is None or self.state.is_final():
             return
         if isinstance(exc, Abort):
             self.handle_cancellation(str(exc))

@@ -50,9 +50,10 @@ class FlowRunEngine(FlowRunLifecycle):
         name = "Retrying" if self.state.name == "AwaitingRetry" else "Running"
         if self.propose(new_state(RUNNING, name)):
             self._log().info(
-                "%s flow run %r",
+                "%s flow run %r for flow %r",
                 "Retrying" if name == "Retrying" else "Beginning",
                 self.flow_run.name if self.flow_run else "?",
+                self.flow.name,
             )
             self._run_hooks(self.flow.on_running_hooks)
             return True

@@ -12,6 +12,7 @@ first call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -147,8 +148,6 @@ class Flow(Generic[P, R]):
         }
         self._engine_cache: dict[str, Any] = {}
         self._entrypoint: str | None = None
-        import functools
-
         functools.update_wrapper(self, fn)
 
     def with_options(self, **options: Any) -> Flow[P, R]:

@@ -165,6 +165,12 @@ class ThreadPoolTaskRunner(TaskRunner):
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(max_workers=self.max_workers)
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable with its flow: settings only
+        return {"max_workers": self.max_workers}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(max_workers=state["max_workers"])  # type: ignore[misc]
+
     def _workers(self) -> WorkerPool:
         pool = self._pool
         if pool is None:

@@ -579,3 +579,16 @@ def test_log_prints_sends_prints_to_the_run_logs(capsys: pytest.CaptureFixture[s
     assert "from the flow" in messages and "from the task" in messages
     assert "not logged" not in messages
     assert "not logged" in capsys.readouterr().out
+
+
+def test_flows_and_tasks_survive_pickling() -> None:
+    import pickle
+
+    import cloudpickle
+
+    from tests.fixtures.engine_flows import add_flow, double
+
+    flow_copy = pickle.loads(cloudpickle.dumps(add_flow))
+    assert flow_copy.name == "adder" and flow_copy(2) == 5
+    task_copy = pickle.loads(cloudpickle.dumps(double))
+    assert task_copy.task_key == double.task_key and task_copy(4) == 8

@@ -126,7 +126,8 @@ class TaskRunRecorder:
             for end in range(1, len(batch) + 1):  # one call per run of the same client
                 if end == len(batch) or batch[end][0] is not batch[start][0]:
                     rows = [change[1:] for change in batch[start:end]]
-                    batch[start][0].apply_task_run_rows(rows)
+                    statuses = batch[start][0].apply_task_run_rows(rows)
+                    _note_refusals(rows, statuses)
                     start = end
         except Exception as exc:
             logger.warning("Could not record %d task run change(s): %s", len(batch), exc)
@@ -137,6 +138,17 @@ class TaskRunRecorder:
 
     def _reset_after_fork(self) -> None:
         self.__init__(self.max_batch)  # type: ignore[misc]
+
+
+_APPLIED = frozenset({"CREATED", "EXISTS", "ACCEPT", "TURN"})
+
+
+def _note_refusals(rows: list[Any], statuses: list[str] | None) -> None:
+    """Changes the store refused (e.g. a transition the table forbids) are only logged:
+    the run's own engine already moved on, and nothing waits for them."""
+    for row, status in zip(rows, statuses or (), strict=False):
+        if status not in _APPLIED:
+            logger.debug("Task run %s: %s of %s answered %s", row[1], row[0], row[2].name, status)
 
 
 _recorder = TaskRunRecorder()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from prefect_lite.context import FlowRunContext, TaskRunContext
 from prefect_lite.exceptions import Abort, FlowPauseTimeout, NotPausedError, Pause
@@ -92,7 +92,7 @@ def _propose_pause(
 
 def _pause(
     wait_for_input: Any = None,
-    timeout: float = 3600,
+    timeout: float | None = 3600,
     poll_interval: float = 10,
     key: str | None = None,
 ) -> Any:
@@ -105,10 +105,10 @@ def _pause(
     logger.info("Pausing flow, execution will continue when this flow run is resumed.")
     if _propose_pause(context, state, input_cls, keyset) is None:
         return _answer(input_cls, keyset, run_id)
-    deadline = time.monotonic() + timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
     with client_scope() as client:
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = WAIT_SLICE_SECONDS if deadline is None else deadline - time.monotonic()
             wait = max(0.0, min(remaining, WAIT_SLICE_SECONDS))
             current = client.wait_for_flow_run_resume(run_id, timeout=wait)
             if _still_paused(current, pause_key):
@@ -131,7 +131,7 @@ def _still_paused(state: State | None, pause_key: str) -> bool:
     )
 
 
-def _stop_for(state: State) -> None:
+def _stop_for(state: State) -> NoReturn:
     """A paused run that did not resume: end this execution the way its state says."""
     if state.type in (StateType.CANCELLING, StateType.CANCELLED):
         raise Abort(state.message or "The flow run was cancelled while paused.")
@@ -180,7 +180,7 @@ def _resume(flow_run_id: uuid.UUID | str, run_input: Any = None) -> None:
 @sync_compatible
 def pause_flow_run(
     wait_for_input: Any = None,
-    timeout: float = 3600,
+    timeout: float | None = 3600,
     poll_interval: float = 10,
     key: str | None = None,
 ) -> Any:
@@ -188,8 +188,9 @@ def pause_flow_run(
 
     ``wait_for_input``: a ``RunInput`` subclass or a plain type (``str``, ``dict``...);
     the input given at resume is validated against it and returned. ``timeout``: seconds
-    to wait; then ``FlowPauseTimeout`` fails the run. ``key``: a custom pause key (a key
-    fires once per run). ``poll_interval`` is accepted for compatibility and unused."""
+    to wait (None: no limit); then ``FlowPauseTimeout`` fails the run. ``key``: a custom
+    pause key (a key fires once per run). ``poll_interval`` is accepted for compatibility
+    and unused."""
     return _pause(wait_for_input, timeout, poll_interval, key)
 
 

@@ -20,7 +20,10 @@ from prefect_lite.engine.flow_engine import run_flow
 from prefect_lite.exceptions import FlowPauseTimeout, NotPausedError, ValidationError
 from prefect_lite.input import RunInput, read_flow_run_input
 from prefect_lite.schemas import FlowRun
+from prefect_lite.server import create_app
+from prefect_lite.settings import get_settings, temporary_settings
 from prefect_lite.states import Cancelling, Paused, Running, State, StateType
+from tests._live_server import serve
 from tests.helpers import python_env, spawn_python, wait_for
 
 
@@ -57,10 +60,10 @@ def _in_thread(pool: ThreadPoolExecutor, fn: Callable[[], Any]) -> Future[Any]:
     return pool.submit(fn)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "prefect_lite", *args],
-        env=python_env(),
+        env=python_env(env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -282,3 +285,20 @@ def test_async_flows_await_the_pause(pool: ThreadPoolExecutor) -> None:
 
 async def _resume_async(run_id: uuid.UUID) -> None:
     await resume_flow_run(run_id, {"approved": True})
+
+
+def test_pause_and_resume_through_the_http_api(pool: ThreadPoolExecutor) -> None:
+    @flow(name="remote-pause")
+    def remote_pause() -> str:
+        answer: str = pause_flow_run(wait_for_input=str, timeout=30)
+        return answer
+
+    with serve(create_app(get_settings())) as base, temporary_settings(api_url=f"{base}/api"):
+        future = _in_thread(pool, remote_pause)
+        run = _paused_run("remote-pause")
+        env = {"PREFECT_LITE_API_URL": f"{base}/api", "PREFECT_LITE_REDIS_URL": None}
+        bad = _cli("flow-run", "resume", str(run.id), "--input", "3", env=env)
+        assert bad.returncode == 1 and "is not of type 'string'" in bad.stderr
+        good = _cli("flow-run", "resume", str(run.id), "--input", '"over http"', env=env)
+        assert good.returncode == 0, good.stderr
+        assert future.result(timeout=30) == "over http"

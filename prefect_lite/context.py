@@ -128,12 +128,15 @@ def serialize_context() -> dict[str, Any]:
     out["settings_context"] = {
         "profile": get_settings_context().profile,
         "settings": {
-            k: (str(v) if v is not None else None)
-            for k, v in settings.model_dump().items()
-            if k != "api_key"
+            k: _setting_text(v) for k, v in settings.model_dump().items() if k != "api_key"
         },
     }
     return out
+
+
+def _setting_text(value: Any) -> str | None:
+    """A setting as it travels (None stays None, so an unset URL is not "None")."""
+    return None if value is None else str(value)
 
 
 def _jsonable(value: Any) -> Any:
@@ -163,7 +166,7 @@ def hydrated_context(data: dict[str, Any] | None) -> Iterator[None]:
         overrides = {k: v for k, v in settings_data.items() if k in Settings.model_fields}
         if overrides:
             current = get_settings().model_dump()
-            changed = {k: v for k, v in overrides.items() if str(current.get(k)) != v}
+            changed = {k: v for k, v in overrides.items() if _setting_text(current.get(k)) != v}
             if changed:
                 stack.enter_context(temporary_settings(**changed))
         tag_data = data.get("tags_context") or {}

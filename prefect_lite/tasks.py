@@ -183,6 +183,8 @@ class Task(Generic[P, R]):
         self.on_completion_hooks = check_hooks(on_completion, "on_completion", owner)
         self.on_failure_hooks = check_hooks(on_failure, "on_failure", owner)
         self.on_running_hooks = check_hooks(on_running, "on_running", owner)
+        self.on_commit_hooks: list[Callable[..., Any]] = []  # transactions.py runs these
+        self.on_rollback_hooks: list[Callable[..., Any]] = []
         self._options = {
             "name": name,
             "description": description,
@@ -221,7 +223,20 @@ class Task(Generic[P, R]):
             )
         if "name" not in options and self._options["name"] is None:
             options["name"] = self.name
-        return Task(self.fn, **{**self._options, **options})
+        copy: Task[P, R] = Task(self.fn, **{**self._options, **options})
+        copy.on_commit_hooks = list(self.on_commit_hooks)
+        copy.on_rollback_hooks = list(self.on_rollback_hooks)
+        return copy
+
+    def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: ``fn(transaction)`` runs when the transaction a run joined commits."""
+        self.on_commit_hooks.append(_optional_callable(fn, "on_commit", f"task {self.name!r}"))
+        return fn
+
+    def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: ``fn(transaction)`` runs when the transaction a run joined rolls back."""
+        self.on_rollback_hooks.append(_optional_callable(fn, "on_rollback", f"task {self.name!r}"))
+        return fn
 
     # -- running
     def __call__(

@@ -50,7 +50,7 @@ def _observed_flow_pauses(context: FlowRunContext) -> int:
 def _prepare(state: State, wait_for_input: Any) -> tuple[type[BaseRunInput] | None, Keyset]:
     """The input class and keyset of a pause that waits for input (saved as the schema)."""
     if wait_for_input is None:
-        return None, {}
+        return None, Keyset()
     input_cls = run_input_subclass_from_type(wait_for_input)
     keyset = keyset_from_paused_state(state)
     state.state_details.run_input_keyset = keyset

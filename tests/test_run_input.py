@@ -23,6 +23,7 @@ from prefect_lite.exceptions import (
 from prefect_lite.input import (
     AutomaticRunInput,
     GetInputHandler,
+    Keyset,
     RunInput,
     create_flow_run_input,
     delete_flow_run_input,
@@ -187,6 +188,11 @@ def test_keysets_follow_the_paused_state() -> None:
     }
     assert keyset_from_paused_state(Suspended(pause_key="k"))["response"] == "suspended-k-response"
     assert Number.keyset_from_type()["schema"] == "number-schema"
+    given = Keyset({"approval-schema", "approval-response"})
+    assert "approval-schema" in given and set(given.keys()) == {
+        "approval-schema",
+        "approval-response",
+    }
     from prefect_lite.states import Running
 
     with pytest.raises(RuntimeError, match="unsupported"):
@@ -249,6 +255,7 @@ def test_model_inputs_carry_metadata_and_fields() -> None:
     assert received.metadata.sender == "someone"
     assert received.metadata.receiver == run_id
     assert received.metadata.key.startswith("number-auto-")
+    assert received.metadata.created is not None
     with pytest.raises(RuntimeError, match="not sent by a flow run"):
         received.respond(Number(number=1))
     send_input("hi", flow_run_id=run_id)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from inspect import isclass
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
@@ -34,17 +36,32 @@ from prefect_lite.utilities.asyncutils import dispatch
 T = TypeVar("T")
 R = TypeVar("R", bound="RunInput")
 
-Keyset = dict[str, str]  # "description" | "response" | "schema" -> input key
+
+class Keyset(dict[str, str]):
+    """Input keys of a paused run: ``"description"``/``"response"``/``"schema"`` -> key.
+
+    Built from a mapping, or from a set of keys (each naming itself); ``key in keyset``
+    and ``keyset.keys()`` work either way."""
+
+    def __init__(self, keys: Mapping[str, str] | Iterable[str] = ()) -> None:
+        if isinstance(keys, Mapping):
+            super().__init__(keys)
+        else:
+            super().__init__((str(k), str(k)) for k in keys)
+
+
 MAX_WAIT_SLICE_SECONDS = 10.0
 
 
 def keyset_from_base_key(base_key: str) -> Keyset:
     """The description/response/schema input keys under ``base_key``."""
-    return {
-        "description": f"{base_key}-description",
-        "response": f"{base_key}-response",
-        "schema": f"{base_key}-schema",
-    }
+    return Keyset(
+        {
+            "description": f"{base_key}-description",
+            "response": f"{base_key}-response",
+            "schema": f"{base_key}-schema",
+        }
+    )
 
 
 def keyset_from_paused_state(state: Any) -> Keyset:
@@ -60,6 +77,7 @@ class RunInputMetadata(BaseModel):
     key: str
     sender: str | None = None
     receiver: uuid.UUID
+    created: datetime | None = None  # when it was stored (None for a pause's response)
 
 
 class BaseRunInput(BaseModel):
@@ -121,7 +139,9 @@ class BaseRunInput(BaseModel):
         if value is not None and not isinstance(value, dict):
             raise ValidationError(f"the input {key!r} of flow run {run_id} is not an object")
         instance = cls(**(value or {}))
-        instance._metadata = RunInputMetadata(key=key, sender=None, receiver=run_id)
+        instance._metadata = RunInputMetadata(
+            key=key, sender=None, receiver=run_id, created=record.created if record else None
+        )
         return instance
 
     @classmethod
@@ -142,6 +162,7 @@ class BaseRunInput(BaseModel):
             key=flow_run_input.key,
             sender=flow_run_input.sender,
             receiver=flow_run_input.flow_run_id,
+            created=flow_run_input.created,
         )
         return instance
 

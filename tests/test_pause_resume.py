@@ -17,7 +17,12 @@ from prefect_lite import _time, flow, pause_flow_run, resume_flow_run
 from prefect_lite.client import get_client
 from prefect_lite.context import FlowRunContext
 from prefect_lite.engine.flow_engine import run_flow
-from prefect_lite.exceptions import FlowPauseTimeout, NotPausedError, ValidationError
+from prefect_lite.exceptions import (
+    FlowPauseTimeout,
+    NotPausedError,
+    PayloadTooLarge,
+    ValidationError,
+)
 from prefect_lite.input import RunInput, read_flow_run_input
 from prefect_lite.schemas import FlowRun
 from prefect_lite.server import create_app
@@ -196,6 +201,9 @@ def test_invalid_input_leaves_the_run_paused(pool: ThreadPoolExecutor) -> None:
         with pytest.raises(ValidationError, match=message):
             resume_flow_run(run.id, bad)
         assert _read(run.id).state_type is StateType.PAUSED
+    with temporary_settings(max_payload_bytes=200), pytest.raises(PayloadTooLarge):
+        resume_flow_run(run.id, {"approved": True, "comments": "x" * 500})
+    assert _read(run.id).state_type is StateType.PAUSED
     resume_flow_run(run.id, Approval(approved=True))
     assert future.result(timeout=30) is True
 

@@ -26,7 +26,7 @@ from typing import Any
 import jsonschema
 
 from prefect_lite import _time
-from prefect_lite.api.flow_run_inputs import store_input
+from prefect_lite.api.flow_run_inputs import check_input_value, store_input
 from prefect_lite.api.flow_runs import read_flow_run
 from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import FlowPauseTimeout, NotPausedError, ValidationError
@@ -154,6 +154,8 @@ def resume_flow_run(flow_run_id: uuid.UUID, run_input: Any = None) -> Orchestrat
             _expire(run, verb)
         keyset = details.run_input_keyset
         response = _check_run_input(run, keyset, run_input) if keyset else None
+        if keyset:
+            check_input_value(keyset["response"], response)  # before the run moves on
         if details.pause_reschedule:
             new: State = AwaitingRetry(scheduled_time=_time.now(), message=RESUMED_MESSAGE)
         else:

@@ -173,9 +173,40 @@ def occurrences(
         raise ValueError("occurrences() needs an end or a limit")
     start = _time.ensure_utc(start)
     stop = _time.ensure_utc(end) if end is not None else None
-    out: list[datetime] = []
     if limit is not None and limit <= 0:
-        return out
+        return []
+    if schedule.interval is not None:
+        return _expand(schedule, start, stop, limit)
+    # Many deployments share a rule and are planned at the same instant: expand it once.
+    return list(_expand_rule(_rule_key(schedule), start, stop, limit))
+
+
+def _rule_key(schedule: Schedule) -> tuple[str | None, str | None, str, bool, str]:
+    return schedule.cron, schedule.rrule, schedule.timezone, schedule.day_or, _anchor_key(schedule)
+
+
+@lru_cache(maxsize=256)
+def _expand_rule(
+    key: tuple[str | None, str | None, str, bool, str],
+    start: datetime,
+    stop: datetime | None,
+    limit: int | None,
+) -> tuple[datetime, ...]:
+    cron, rrule_text, tz_name, day_or, anchor = key
+    schedule = Schedule(
+        cron=cron,
+        rrule=rrule_text,
+        timezone=tz_name,
+        day_or=day_or,
+        anchor_date=datetime.fromisoformat(anchor) if anchor else None,
+    )
+    return tuple(_expand(schedule, start, stop, limit))
+
+
+def _expand(
+    schedule: Schedule, start: datetime, stop: datetime | None, limit: int | None
+) -> list[datetime]:
+    out: list[datetime] = []
     for when in _forward(schedule, start):
         if stop is not None and when >= stop:
             break

@@ -168,17 +168,44 @@ class TaskSource(CachePolicy):
         return None if fn is None else _source_hash(fn)
 
 
-@lru_cache(maxsize=4096)
 def _source_hash(fn: Callable[..., Any]) -> str:
     try:
-        source: bytes = inspect.getsource(fn).encode()
+        return _cached_source_hash(fn)
+    except TypeError:  # an unhashable callable object
+        return _compute_source_hash(fn)
+
+
+def _compute_source_hash(fn: Callable[..., Any]) -> str:
+    try:
+        source = inspect.getsource(fn)
     except (OSError, TypeError):
         code = getattr(fn, "__code__", None)
-        if code is None:
-            source = repr(type(fn)).encode()
-        else:
-            source = code.co_code + repr(code.co_consts).encode()
-    return hashlib.sha256(source).hexdigest()
+        source = code_fingerprint(code) if code is not None else repr(type(fn))
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+_cached_source_hash = lru_cache(maxsize=4096)(_compute_source_hash)
+
+
+def code_fingerprint(code: Any) -> str:
+    """A digest of a code object's bytecode and constants, nested functions included
+    (their ``repr`` holds a memory address, so it would differ between processes)."""
+    digest = hashlib.sha256(code.co_code)
+    for const in code.co_consts:
+        digest.update(_const_text(const).encode())
+    return digest.hexdigest()
+
+
+def _const_text(const: Any) -> str:
+    """A constant as text that is the same in every process (set order depends on the
+    process's hash seed; a code object's repr on its address)."""
+    if hasattr(const, "co_code"):
+        return code_fingerprint(const)
+    if isinstance(const, frozenset):
+        return "frozenset(" + ",".join(sorted(_const_text(c) for c in const)) + ")"
+    if isinstance(const, tuple):
+        return "(" + ",".join(_const_text(c) for c in const) + ")"
+    return repr(const)
 
 
 @dataclass(frozen=True)

@@ -360,14 +360,14 @@ def task(__fn: Any = None, **options: Any) -> Any:
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
     """A ``cache_key_fn``: a hash of the task's identity, code and inputs.
 
-    Inputs are hashed as JSON when they can be, else with cloudpickle; if neither works the
-    key is None (no caching), as in Prefect.
+    The code part covers the bytecode and its constants, so editing a literal in the task
+    changes the key. Inputs are hashed as JSON when they can be, else with cloudpickle; if
+    neither works the key is None (no caching), as in Prefect.
     """
     import orjson
 
     task_obj = getattr(context, "task", None)
-    fn = getattr(task_obj, "fn", None)
-    code = getattr(getattr(fn, "__code__", None), "co_code", b"")
+    code = _code_digest(task_obj)
     try:
         blob = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError:
@@ -382,6 +382,22 @@ def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
     digest.update(code)
     digest.update(blob)
     return digest.hexdigest()
+
+
+def _code_digest(task_obj: Any) -> bytes:
+    cache = getattr(task_obj, "_engine_cache", None)
+    found: bytes | None = cache.get("code_digest") if cache is not None else None
+    if found is None:
+        code = getattr(getattr(task_obj, "fn", None), "__code__", None)
+        if code is None:
+            found = b""
+        else:
+            from prefect_lite.cache_policies import code_fingerprint
+
+            found = code_fingerprint(code).encode()
+        if cache is not None:
+            cache["code_digest"] = found
+    return found
 
 
 # Prefect exposes these from prefect.tasks; they live in the pure retry policy module.

@@ -4,9 +4,11 @@
 ``txn.__enter__()`` ... ``txn.commit()`` / ``txn.rollback()``). Inside it:
 
 - task runs join the transaction: their results are staged, and their cache records and
-  ``@task_fn.on_commit`` hooks are written/run when it commits. A task run that fails
-  rolls it back, and so does an exception leaving the block (which is re-raised):
-  ``@task_fn.on_rollback`` hooks run, newest first, each receiving the transaction;
+  ``@task_fn.on_commit`` hooks are written/run when it commits (wait for runs submitted
+  inside the block before it ends: one that finishes later has nothing left to join).
+  A task run that fails rolls it back, and so does an exception leaving the block (which
+  is re-raised): ``@task_fn.on_rollback`` hooks run, newest first, each receiving the
+  transaction;
 - nested transactions commit with their parent (children first); a parent's rollback
   rolls its children back, and a child's rollback rolls back its parent;
 - with a ``key``: the transaction holds a lock in Redis (``P:lock:txn:{key}``) from enter

@@ -368,3 +368,30 @@ def test_a_cached_state_outlives_a_lost_blob(home: Path) -> None:
         path.unlink()
     state = t(return_state=True)  # the record points at nothing: a miss, not an error
     assert state.name == "Completed" and state.type == StateType.COMPLETED
+
+
+def test_task_input_hash_sees_literals_and_is_stable_across_processes() -> None:
+    @task(name="same")
+    def times_two(x: int) -> int:
+        return x * 2
+
+    @task(name="same")
+    def times_three(x: int) -> int:
+        return x * 3
+
+    assert times_two.fn.__code__.co_code == times_three.fn.__code__.co_code
+    keys = {
+        task_input_hash(types.SimpleNamespace(task=t), {"x": 1}) for t in (times_two, times_three)
+    }
+    assert len(keys) == 2  # same bytecode, another constant: another key
+    script = """
+        from prefect_lite.cache_policies import code_fingerprint
+
+        def f(x):
+            inner = lambda y: y in {"a", "b", "c", "d"}
+            return x in {"q", "r", "s"} and inner(x)
+
+        print(code_fingerprint(f.__code__))
+    """
+    seen = {run_python(script, env={"PYTHONHASHSEED": str(seed)}).stdout for seed in range(4)}
+    assert len(seen) == 1 and len(seen.pop().strip()) == 64

@@ -397,3 +397,10 @@ def test_the_lock_of_a_dead_holder_expires_after_its_timeout(
     with Transaction(key="orphan", timeout=5) as txn:
         assert not txn.is_committed
     assert "waiting for it" in caplog.text
+
+
+def test_task_runs_in_a_transaction_without_a_key_store_nothing(home: Any) -> None:
+    with Transaction():
+        a()
+    assert events == ["run a", "commit a"]
+    assert not (home / "storage").exists()

@@ -164,7 +164,8 @@ class ResultsHooks:
     def persist(
         self, task: Any, value: Any, cache_key: str | None, expiration: Any, context: Any
     ) -> ResultRef | None:
-        ref = None if task.persist_result is False else self._write(task, value, context)
+        wanted = task.persist_result or (cache_key is not None and task.persist_result is None)
+        ref = self._write(task, value, context) if wanted else None
         txn = get_transaction()
         storage: KeyStorage | None = None
         record, replayed = None, False

@@ -155,6 +155,11 @@ class Task(Generic[P, R]):
         self.version = version
         self.isasync = inspect.iscoroutinefunction(fn)
         self.task_key = _generate_task_key(fn, self.name)
+        if cache_policy is not None and not callable(getattr(cache_policy, "compute_key", None)):
+            raise DefinitionError(
+                f"{owner}: cache_policy must be a cache policy such as INPUTS or DEFAULT "
+                f"(prefect_lite.cache_policies), got {cache_policy!r}"
+            )
         self.cache_policy = cache_policy
         self.cache_key_fn = _optional_callable(cache_key_fn, "cache_key_fn", owner)
         if cache_expiration is not None and not isinstance(cache_expiration, datetime.timedelta):

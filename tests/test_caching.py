@@ -395,3 +395,10 @@ def test_task_input_hash_sees_literals_and_is_stable_across_processes() -> None:
     """
     seen = {run_python(script, env={"PYTHONHASHSEED": str(seed)}).stdout for seed in range(4)}
     assert len(seen) == 1 and len(seen.pop().strip()) == 64
+
+
+def test_a_cache_policy_that_is_not_one_is_refused_at_declaration() -> None:
+    from prefect_lite.exceptions import DefinitionError
+
+    with pytest.raises(DefinitionError, match="cache_policy must be a cache policy"):
+        task(cache_policy="INPUTS")(lambda: 1)

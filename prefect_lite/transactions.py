@@ -187,8 +187,6 @@ class Transaction:
         elif self.state is not TransactionState.ROLLED_BACK:
             self.commit()
         self._leave()
-        if parent is not None and self.state is TransactionState.ROLLED_BACK:
-            parent.rollback()
 
     def commit(self) -> bool:
         """Commit: children, then on_commit hooks, then the staged records. False if it had
@@ -201,6 +199,8 @@ class Transaction:
             try:
                 for child in self.children:
                     child.commit()
+                if self.state not in _OPEN:
+                    return False  # a child could not commit and rolled this back
                 for task, _, _ in list(self._staged):
                     for hook in getattr(task, "on_commit_hooks", ()):
                         self._run_hook(hook, "commit")
@@ -216,8 +216,17 @@ class Transaction:
             return True
 
     def rollback(self) -> bool:
-        """Roll back: on_rollback hooks newest first, then the children. False if it had
-        already ended. A hook that raises is logged; the others still run."""
+        """Roll back: on_rollback hooks newest first, then the children, then the parent
+        if it is still open. False if it had already ended. A hook that raises is logged;
+        the others still run."""
+        if not self._rollback_here():
+            return False
+        parent = self.parent  # outside this one's mutex: locks are taken parent first
+        if parent is not None and parent.is_open:
+            parent.rollback()
+        return True
+
+    def _rollback_here(self) -> bool:
         with self._mutex:
             if self.state not in _OPEN:
                 self._unlock()

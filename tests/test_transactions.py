@@ -404,3 +404,38 @@ def test_task_runs_in_a_transaction_without_a_key_store_nothing(home: Any) -> No
         a()
     assert events == ["run a", "commit a"]
     assert not (home / "storage").exists()
+
+
+def test_a_failed_task_in_a_child_rolls_back_the_parent_too() -> None:
+    @task
+    def fails() -> None:
+        raise ValueError("bad row")
+
+    with Transaction() as parent:
+        a()
+        with Transaction() as child:
+            b()
+            with pytest.raises(ValueError):
+                fails()
+        c()  # after the rollback: joins nothing
+    assert child.is_rolled_back and parent.is_rolled_back
+    assert events == ["run a", "run b", "rollback b", "rollback a", "run c"]
+
+
+def test_a_child_that_cannot_commit_rolls_back_its_parent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @task
+    def t() -> None:
+        pass
+
+    @t.on_commit
+    def explode(txn: Transaction) -> None:
+        raise RuntimeError("hook failed")
+
+    with Transaction() as parent:
+        a()
+        with Transaction() as child:
+            t()
+    assert child.is_rolled_back and parent.is_rolled_back
+    assert events == ["run a", "rollback a"]

@@ -168,7 +168,11 @@ class Transaction:
         self.parent = _CURRENT.get()
         if self.key is not None:
             self._lock()
-            committed = not self.overwrite and _cache().has_marker(self.key)
+            try:
+                committed = not self.overwrite and _cache().has_marker(self.key)
+            except BaseException:
+                self._unlock()
+                raise
             self.state = TransactionState.COMMITTED if committed else TransactionState.ACTIVE
         else:
             self.state = TransactionState.ACTIVE

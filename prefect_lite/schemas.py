@@ -378,9 +378,11 @@ class OrchestrationResult(BaseModel):
 class CacheRecord(BaseModel):
     """A cache entry (or a committed transaction's marker): where the result is, and until
     when it may be reused (``expiration`` None: forever). Checked against ``_time.now()``
-    by the reader, so a fake clock expires it."""
+    by the reader, so a fake clock expires it. ``inline`` repeats a small serialized
+    result, so a cache hit needs one read instead of two."""
 
     key: str
     result: ResultRef | None = None
     expiration: datetime | None = None
     created: datetime = Field(default_factory=_time.now)
+    inline: str | None = None

@@ -358,16 +358,22 @@ def test_submitted_mapped_and_async_tasks_are_cached() -> None:
     assert state.name == "Cached" and state.result() == 8
 
 
-def test_a_cached_state_outlives_a_lost_blob(home: Path) -> None:
-    @task(cache_key_fn=lambda ctx, args: "k", persist_result=True)
-    def t() -> int:
+def test_a_lost_blob_is_a_miss_unless_the_record_carries_the_value(home: Path) -> None:
+    @task(cache_key_fn=lambda ctx, args: "big", persist_result=True)
+    def big() -> str:
+        return "x" * 5000
+
+    @task(cache_key_fn=lambda ctx, args: "small", persist_result=True)
+    def small() -> int:
         return 5
 
-    assert t(return_state=True).name == "Completed"
+    assert [big(return_state=True).name, small(return_state=True).name] == ["Completed"] * 2
     for path in (home / "storage").iterdir():
         path.unlink()
-    state = t(return_state=True)  # the record points at nothing: a miss, not an error
+    state = big(return_state=True)  # the record points at nothing: a miss, not an error
     assert state.name == "Completed" and state.type == StateType.COMPLETED
+    state = small(return_state=True)  # a small result travels in the record itself
+    assert state.name == "Cached" and state.result() == 5
 
 
 def test_task_input_hash_sees_literals_and_is_stable_across_processes() -> None:

@@ -24,6 +24,7 @@ MAX_KEY_LENGTH = 1024
 MAX_HOLDER_LENGTH = 128
 MAX_RECORDS_PER_WRITE = 10_000
 MAX_HOLD_SECONDS = 7 * 24 * 3600
+MAX_INLINE_LENGTH = 16 * 1024
 
 
 def check_key(key: object, what: str = "key", limit: int = MAX_KEY_LENGTH) -> str:
@@ -91,6 +92,11 @@ def write_cache_records(records: list[CacheRecord]) -> None:
         check_key(record.key)
         if record.result is not None:
             check_key(record.result.key, "result key")
+        if record.inline is not None and len(record.inline) > MAX_INLINE_LENGTH:
+            raise ValidationError(
+                f"cache record {record.key!r}: inline result of {len(record.inline)} "
+                f"characters; the limit is {MAX_INLINE_LENGTH}"
+            )
     store.put_cache_records(records)
 
 

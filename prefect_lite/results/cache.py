@@ -153,8 +153,9 @@ class ResultsHooks:
             record = storage.read(key)
         if record is None or record.result is None or not is_live(record):
             return None
+        inline = None if record.inline is None else record.inline.encode()
         try:
-            value = read_result(record.result)
+            value = read_result(record.result, inline)
         except MissingResult as exc:
             logger.debug("Cache record %r has no readable result (%s): a miss", key, exc)
             return None
@@ -173,7 +174,10 @@ class ResultsHooks:
             replayed = isinstance(cache_key, TransactionKey)
             storage = _DEFAULT_KEYS if replayed else key_storage_for(task)
             record = CacheRecord(
-                key=record_key(task, cache_key), result=ref.reference(), expiration=expiration
+                key=record_key(task, cache_key),
+                result=ref.reference(),
+                expiration=expiration,
+                inline=ref.inline_text(),
             )
         if txn is not None and txn.stage(task, storage, record):
             return ref  # written when the transaction commits

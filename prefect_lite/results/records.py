@@ -28,6 +28,7 @@ class PersistedResult(ResultRef):
 
     _value: Any = PrivateAttr(default=None)
     _has_value: bool = PrivateAttr(default=False)
+    _blob: bytes | None = PrivateAttr(default=None)  # as written, while small
 
     @classmethod
     def holding(cls, ref: ResultRef, value: Any) -> PersistedResult:
@@ -41,6 +42,15 @@ class PersistedResult(ResultRef):
 
     def keep(self, value: Any) -> None:
         self._value, self._has_value = value, True
+
+    def inline_text(self) -> str | None:
+        """The serialized value as text, if it was small enough to keep (else None)."""
+        if self._blob is None:
+            return None
+        try:
+            return self._blob.decode()
+        except UnicodeDecodeError:
+            return None
 
     def reference(self) -> ResultRef:
         """The plain reference (what is stored)."""
@@ -66,6 +76,9 @@ def resolve_serializer(value: Any) -> Serializer:
     return value
 
 
+INLINE_LIMIT = 2048  # serialized results up to this size are repeated in cache records
+
+
 def new_result_key() -> str:
     return uuid.uuid4().hex
 
@@ -82,21 +95,23 @@ def write_result(
     key = key or new_result_key()
     storage.write(key, blob)
     ref = PersistedResult(storage=storage.spec, key=key, serializer=serializer.type)
+    if len(blob) <= INLINE_LIMIT:
+        ref._blob = blob
     if keep_in_memory:
         ref.keep(value)
     return ref
 
 
-def read_result(ref: ResultRef) -> Any:
-    """The value a reference points to, read from its storage (``MissingResult`` if the
-    blob or its serializer is not there)."""
+def read_result(ref: ResultRef, blob: bytes | None = None) -> Any:
+    """The value a reference points to, read from its storage unless ``blob`` is given
+    (``MissingResult`` if the blob or its serializer is not there)."""
     serializer = _SERIALIZERS.get(ref.serializer)
     if serializer is None:
         raise MissingResult(
             f"result {ref.key!r} was written with serializer {ref.serializer!r}, which this "
             "process does not know"
         )
-    return serializer.loads(read_blob(ref.storage, ref.key))
+    return serializer.loads(read_blob(ref.storage, ref.key) if blob is None else blob)
 
 
 def load_result(ref: ResultRef) -> Any:

@@ -7,8 +7,10 @@ identical bodies and key functions - or ``txn:{transaction key}:...`` for a run 
 by a keyed transaction. Records live in the store (through the client) unless the cache
 policy was ``.configure(key_storage=...)``-d to a directory.
 
-``ResultsHooks.lookup`` turns a live record into a ``Cached`` state (a record whose blob
-is gone - e.g. a local file on another machine - is a miss); ``persist`` writes the value
+``ResultsHooks.lookup`` turns a live record into a ``Cached`` state. A small result
+(``records.INLINE_LIMIT`` bytes serialized) is repeated in the record, so its hit needs
+no second read; a larger one is read from its storage, and a record whose blob is gone -
+e.g. a local file written on another machine - is a miss. ``persist`` writes the value
 and the record, or stages the record in the current transaction to be written when it
 commits.
 """

@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect_lite import _time
 from prefect_lite.exceptions import StoreUnavailable
+from prefect_lite.orchestration.reaper import Reaper
 from prefect_lite.storage import scheduling
 from scheduler.config import SchedulerConfig
 from scheduler.late import LateMarker, LateReport
@@ -56,7 +57,12 @@ class Scheduler:
         self.planner = Planner(self.config)
         self.promoter = Promoter(self.config)
         self.late_marker = LateMarker(self.config)
-        self.hooks: list[tuple[str, Hook]] = [*_registered_hooks, *hooks]
+        self.reaper = Reaper()  # expired leases, silent workers, admission after releases
+        self.hooks: list[tuple[str, Hook]] = [
+            ("reaper", self.reaper.tick),
+            *_registered_hooks,
+            *hooks,
+        ]
 
     # ------------------------------------------------------------------ the steps
 

@@ -45,6 +45,7 @@ def all_operations() -> dict[str, Operation]:
     """Every operation, with all handler modules imported."""
     from prefect_lite.api import (  # noqa: F401
         blocks,
+        cancellation,
         deployments,
         flow_run_inputs,
         flow_runs,

@@ -25,6 +25,7 @@ def _register() -> None:
     from prefect_lite.cli.variable import variable
     from prefect_lite.cli.work_pool import work_pool
     from prefect_lite.cli.work_queue import work_queue
+    from prefect_lite.cli.worker import worker
 
     cli.add_command(config.config)
     cli.add_command(flow_run.flow_run)
@@ -37,6 +38,7 @@ def _register() -> None:
     cli.add_command(variable)
     cli.add_command(work_pool)
     cli.add_command(work_queue)
+    cli.add_command(worker)
 
 
 _register()

@@ -128,3 +128,14 @@ def _log_line(log: Any) -> str:
 
     when = log.timestamp.strftime("%H:%M:%S.%f")[:-3]
     return f"{when} | {logging.getLevelName(log.level):<8} | {log.name} - {log.message}"
+
+
+@flow_run.command("cancel")
+@click.argument("flow_run_id")
+@click.option("--message", "-m", default=None, help="Why (recorded in the state).")
+def cancel(flow_run_id: str, message: str | None) -> None:
+    """Cancel a flow run: at once if it has not started, else its worker stops it."""
+    with get_client(sync_client=True) as client:
+        answer = client.cancel_flow_run(parse_run_id(flow_run_id), message=message)
+    shown = answer.state.name if answer.state is not None else "unknown"
+    click.echo(f"Flow run {flow_run_id} is {shown}.")

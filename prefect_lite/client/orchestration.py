@@ -411,9 +411,7 @@ class SyncPrefectClient:
     def pause_flow_run(self, flow_run_id: uuid.UUID, state: State) -> OrchestrationResult:
         return self._call("pause_flow_run", flow_run_id=flow_run_id, state=state)
 
-    def resume_flow_run(
-        self, flow_run_id: uuid.UUID, run_input: Any = None
-    ) -> OrchestrationResult:
+    def resume_flow_run(self, flow_run_id: uuid.UUID, run_input: Any = None) -> OrchestrationResult:
         return self._call("resume_flow_run", flow_run_id=flow_run_id, run_input=run_input)
 
     def wait_for_flow_run_resume(self, flow_run_id: uuid.UUID, timeout: float) -> State | None:
@@ -518,6 +516,13 @@ class SyncPrefectClient:
 
     def read_workers(self, work_pool_name: str | None = None) -> list[Worker]:
         return self._call("read_workers", work_pool_name=work_pool_name)
+
+    def cancel_flow_run(
+        self, flow_run_id: uuid.UUID, message: str | None = None
+    ) -> OrchestrationResult:
+        """Stop a flow run (and its unfinished subflow runs); the state it is in now:
+        CANCELLED if it had not started, else CANCELLING until its worker stopped it."""
+        return self._call("cancel_flow_run", flow_run_id=flow_run_id, message=message)
 
 
 class PrefectClient:

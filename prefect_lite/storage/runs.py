@@ -314,6 +314,13 @@ def task_run_ids_of(flow_run_id: uuid.UUID | str) -> list[str]:
     return [str(i) for i in ids]
 
 
+def subflow_run_ids_of(flow_run_id: uuid.UUID | str) -> list[str]:
+    """Flow runs created inside this one (its subflows), oldest first."""
+    with translate_errors():
+        ids = get_redis().zrange(keys.flow_run_index_parent(str(flow_run_id)), 0, -1)
+    return [str(i) for i in ids]
+
+
 def claim_slots(
     run_id: uuid.UUID | str, slots: Sequence[tuple[str, int | None]]
 ) -> tuple[bool, int | None]:

@@ -1,0 +1,139 @@
+"""A flow run's process is not its worker's: crashes in user code stay in the child.
+
+Segfaults, ``os._exit`` and kills end that run CRASHED (with what happened) and its
+on_crashed hooks run in a fresh process; the worker keeps serving. A Redis restart in the
+middle of a backlog loses no queued run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prefect_lite.client import get_client
+from prefect_lite.settings import reload_settings
+from prefect_lite.storage import connection
+from prefect_lite.storage.embedded import find_redis_server
+from tests._workers import (
+    deploy,
+    read,
+    scheduler_process,
+    trigger,
+    wait_final,
+    worker_process,
+)
+from tests.conftest import _free_port
+from tests.helpers import pid_alive, wait_for
+
+
+@pytest.fixture
+def client() -> Any:
+    with get_client(sync_client=True) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("function", "parameters", "how"),
+    [
+        ("segfault", {}, "killed by SIGSEGV"),
+        ("hard_exit", {"code": 3}, "exit code 3"),
+    ],
+)
+def test_user_code_that_kills_its_process_crashes_only_its_run(
+    client: Any, tmp_path: Path, function: str, parameters: dict[str, Any], how: str
+) -> None:
+    client.create_work_pool("pool")
+    bad, good = deploy(function, name="bad"), deploy("hello", name="good")
+    with worker_process(tmp_path) as worker:
+        crashed = wait_final(trigger(bad, **parameters).id)
+        assert crashed.state_name == "Crashed"
+        assert how in (crashed.state.message or ""), crashed.state.message
+        assert pid_alive(worker.pid)
+        assert wait_final(trigger(good).id).state_name == "Completed"
+    assert client.read_work_pool_status("pool").active == 0
+
+
+def test_a_killed_run_process_crashes_the_run_and_its_on_crashed_hooks_run(
+    client: Any, tmp_path: Path
+) -> None:
+    client.create_work_pool("pool")
+    dep = deploy("hooked")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with worker_process(tmp_path) as worker:
+        run = trigger(dep, seconds=60, marks=str(marks))
+        wait_for(lambda: (marks / f"started-{run.id}").exists(), timeout=30)
+        pid = read(run.id).infrastructure_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # what the OOM killer does
+        crashed = wait_final(run.id)
+        assert crashed.state_name == "Crashed"
+        assert "killed by SIGKILL" in (crashed.state.message or "")
+        hook = marks / "on_crashed"
+        wait_for(hook.exists, timeout=30, message="on_crashed hooks did not run")
+        assert "killed by SIGKILL" in hook.read_text()
+        assert pid_alive(worker.pid)
+
+
+def _redis_with_aof(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--dir",
+         str(directory), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+         "--daemonize", "no", "--logfile", str(directory / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_a_redis_restart_in_the_middle_loses_no_queued_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "redis"
+    data.mkdir()
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = _redis_with_aof(data, port)
+    monkeypatch.setenv("PREFECT_LITE_REDIS_URL", url)
+    reload_settings()
+    connection.reset_connections()
+    try:
+        wait_for(_answers(url), timeout=20, message="the dedicated redis-server did not start")
+        with get_client(sync_client=True) as client:
+            client.create_work_pool("pool")
+        dep = deploy("sleepy")
+        with scheduler_process(tmp_path), worker_process(tmp_path, "pool", "--limit", "1") as w:
+            runs = [trigger(dep, seconds=0.3) for _ in range(6)]
+            wait_final(runs[0].id)
+            queued = [r for r in runs if read(r.id).state_name == "Scheduled"]
+            server.send_signal(signal.SIGTERM)  # a clean shutdown: the AOF is on disk
+            server.wait(timeout=30)
+            wait_for(lambda: "Redis unavailable" in w.output(), timeout=30,
+                     message="the worker did not notice Redis was gone")  # fmt: skip
+            server = _redis_with_aof(data, port)
+            wait_for(_answers(url), timeout=20, message="redis-server did not come back")
+            assert queued, "no run was queued when Redis went away"
+            for run in queued:
+                assert wait_final(run.id, timeout=60).state_name == "Completed"
+            for run in runs:  # one may have been running: it ends too (reaper, at worst)
+                wait_final(run.id, timeout=60)
+    finally:
+        connection.reset_connections()
+        server.kill()
+        server.wait()
+
+
+def _answers(url: str) -> Any:
+    import redis
+
+    def ping() -> bool:
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=1) as r:
+                return bool(r.ping())
+        except redis.ConnectionError:
+            return False
+
+    return ping

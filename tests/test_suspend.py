@@ -1,9 +1,10 @@
 """suspend_flow_run: a deployment run ends its process, frees its slot, and is run again
 from the top once resumed, reusing its completed tasks' results.
 
-No worker process exists yet, so each execution is what a worker does with a claimed run:
-``run_flow(flow, flow_run_id=...)`` in a fresh process. Admission and claims are the real
-pool machinery (``admission.submit``, ``delivery.claim``).
+Here each execution is what a worker does with a claimed run, step by step:
+``run_flow(flow, flow_run_id=...)`` in a fresh process, with the real pool machinery for
+admission and claims (``admission.submit``, ``delivery.claim``). test_suspend_worker.py
+runs the same story with real worker and scheduler processes.
 """
 
 from __future__ import annotations

@@ -9,12 +9,16 @@ register themselves (``workers`` package); these handlers only read their record
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import datetime
 
 from prefect_lite import _time
 from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import ObjectAlreadyExists, ObjectNotFound, ValidationError
-from prefect_lite.orchestration import admission
+from prefect_lite.orchestration import admission, exits
 from prefect_lite.schemas import (
+    FlowRun,
+    LeaseRenewal,
     Worker,
     WorkPool,
     WorkPoolStatus,
@@ -22,7 +26,8 @@ from prefect_lite.schemas import (
     WorkQueueStatus,
     check_paging,
 )
-from prefect_lite.storage import keys, pools
+from prefect_lite.states import State
+from prefect_lite.storage import delivery, keys, pools, runs
 
 POOL_TYPES = ("process",)
 DEFAULT_QUEUE = "default"
@@ -287,3 +292,53 @@ def read_workers(work_pool_name: str | None = None) -> list[Worker]:
         read_work_pool(work_pool_name)
     found = pools.list_workers(work_pool_name)
     return sorted(found, key=lambda w: (w.status != "ONLINE", w.work_pool_name, w.name))
+
+
+# ----------------------------------------------------------------------------- runners
+# What a process serving its own deployments (``serve``) needs, through the client.
+
+MAX_RUNNER_ITEMS = 10_000
+_DELIVERABLE = ("Scheduled", "Late", "AwaitingRetry")
+
+
+@operation("POST", "/flow_runs/due", tag="work_pools")
+def read_due_flow_runs(
+    deployment_ids: list[uuid.UUID], before: datetime | None = None, limit: int = 100
+) -> list[FlowRun]:
+    """Runs of these deployments waiting to start by ``before`` (default now), oldest
+    first: Scheduled, Late or AwaitingRetry, not handed to a pool."""
+    check_paging(limit, 0)
+    if len(deployment_ids) > MAX_RUNNER_ITEMS:
+        raise ValidationError(f"at most {MAX_RUNNER_ITEMS} deployment ids at once")
+    at = (before or _time.now()).timestamp()
+    ids = delivery.due_runs_of([str(d) for d in deployment_ids], at, limit)
+    found: list[FlowRun] = runs.read_runs("flow", ids)
+    return [r for r in found if r.state_name in _DELIVERABLE and not r.work_pool_name]
+
+
+@operation("POST", "/flow_runs/leases/renew", tag="work_pools")
+def renew_flow_run_leases(leases: list[LeaseRenewal], lease_seconds: float) -> list[str]:
+    """Extend the leases still held; per run its state type, FREE (it holds no lease any
+    more: it ended) or LOST (another holder took it over)."""
+    if not 0 < lease_seconds <= 3600:
+        raise ValidationError(f"lease_seconds must be in (0, 3600], not {lease_seconds!r}")
+    if len(leases) > MAX_RUNNER_ITEMS:
+        raise ValidationError(f"at most {MAX_RUNNER_ITEMS} leases at once")
+    pairs = [(str(item.flow_run_id), item.lease) for item in leases]
+    return delivery.renew_leases(pairs, _time.timestamp() + lease_seconds)
+
+
+@operation("POST", "/flow_runs/{flow_run_id}/exit", tag="work_pools")
+def report_flow_run_exit(
+    flow_run_id: uuid.UUID,
+    lease: str,
+    how: str,
+    cancelled: bool = False,
+    reason: str | None = None,
+) -> State | None:
+    """The process of a leased run ended without a final state (``how``: e.g. "killed by
+    SIGSEGV"): CANCELLED, CRASHED or AwaitingRetry (see ``orchestration.exits``); the
+    state recorded, or None if there was nothing to record."""
+    if len(how) > MAX_DESCRIPTION or (reason is not None and len(reason) > MAX_DESCRIPTION):
+        raise ValidationError(f"how and reason are limited to {MAX_DESCRIPTION} characters")
+    return exits.settle_exit(flow_run_id, lease, how, cancelled, reason)

@@ -524,6 +524,41 @@ class SyncPrefectClient:
         CANCELLED if it had not started, else CANCELLING until its worker stopped it."""
         return self._call("cancel_flow_run", flow_run_id=flow_run_id, message=message)
 
+    # -- runners: serving deployments from this process (``serve``)
+    def read_due_flow_runs(
+        self, deployment_ids: list[uuid.UUID], before: datetime | None = None, limit: int = 100
+    ) -> list[FlowRun]:
+        return self._call(
+            "read_due_flow_runs", deployment_ids=deployment_ids, before=before, limit=limit
+        )
+
+    def renew_flow_run_leases(
+        self, leases: list[tuple[uuid.UUID, str]], lease_seconds: float
+    ) -> list[str]:
+        """Extend held leases of ``(flow run id, lease token)``; per run its state type,
+        FREE (ended) or LOST (taken over)."""
+        from prefect_lite.schemas import LeaseRenewal
+
+        items = [LeaseRenewal(flow_run_id=run_id, lease=token) for run_id, token in leases]
+        return self._call("renew_flow_run_leases", leases=items, lease_seconds=lease_seconds)
+
+    def report_flow_run_exit(
+        self,
+        flow_run_id: uuid.UUID,
+        lease: str,
+        how: str,
+        cancelled: bool = False,
+        reason: str | None = None,
+    ) -> State | None:
+        return self._call(
+            "report_flow_run_exit",
+            flow_run_id=flow_run_id,
+            lease=lease,
+            how=how,
+            cancelled=cancelled,
+            reason=reason,
+        )
+
 
 class PrefectClient:
     """Async face of the same client: every ``SyncPrefectClient`` method, awaitable.

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import uuid
 from pathlib import Path
 from types import FrameType
@@ -229,3 +230,22 @@ def run_crashed_hooks(flow_run_id: str) -> bool:
         run_hooks(hooks, (flow, run, state), state, lambda: flow_logger(run, flow))
         flush_logs()
     return True
+
+
+def main(argv: list[str]) -> int:
+    """``python -m prefect_lite.deployments.execution run RUN_ID LEASE LEASE_SECONDS`` or
+    ``... hooks RUN_ID``: what a runner's child process does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    if len(argv) == 2 and argv[0] == "hooks":
+        run_crashed_hooks(argv[1])
+        return 0
+    if len(argv) != 4 or argv[0] != "run":
+        print("usage: run RUN_ID LEASE LEASE_SECONDS | hooks RUN_ID", file=sys.stderr)
+        return 2
+    install_termination_handler()
+    execute_flow_run(argv[1], argv[2], float(argv[3]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

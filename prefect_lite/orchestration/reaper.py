@@ -24,14 +24,15 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from prefect_lite import _time
 from prefect_lite.orchestration import admission
 from prefect_lite.orchestration.cancel import settle_subflows
+from prefect_lite.orchestration.exits import crash_outcome
 from prefect_lite.schemas import FlowRun
 from prefect_lite.settings import get_settings
-from prefect_lite.states import AwaitingRetry, Cancelled, Crashed, Scheduled, State, StateType
+from prefect_lite.states import Cancelled, Scheduled, StateType
 from prefect_lite.storage import delivery, pools, runs
 
 logger = logging.getLogger("prefect_lite.orchestration.reaper")
@@ -41,27 +42,6 @@ LOST = (
     "Crash detected: the worker running this flow run stopped renewing its lease "
     "(its process or machine is gone)."
 )
-
-
-def retry_delay(run: FlowRun) -> float:
-    """The delay before the next attempt, from the run's policy (a list is per attempt)."""
-    delay = run.empirical_policy.retry_delay
-    if isinstance(delay, list):
-        if not delay:
-            return 0.0
-        return float(delay[min(max(run.run_count - 1, 0), len(delay) - 1)])
-    return float(delay or 0.0)
-
-
-def crash_outcome(run: FlowRun, message: str) -> State:
-    """AwaitingRetry while the run has retries left (attempts so far: ``run_count``), else
-    Crashed."""
-    retries = run.empirical_policy.retries
-    if run.run_count <= retries:
-        when = _time.now() + timedelta(seconds=retry_delay(run))
-        note = f"{message} Retry {run.run_count} of {retries}."
-        return AwaitingRetry(scheduled_time=when, message=note)
-    return Crashed(message=message)
 
 
 @dataclass

@@ -452,3 +452,18 @@ def take_expired_lease(run_id: str, now: float, token: str) -> tuple[int, str] |
             keys=[keys.leases(), keys.flow_run(run_id)], args=[run_id, repr(now), token]
         )
     return (int(out[0]), str(out[1])) if out else None
+
+
+def due_runs_of(deployment_ids: Sequence[str], before: float, limit: int) -> list[str]:
+    """Ids of the deployments' runs in the due set with a time up to ``before``, oldest
+    first: what a runner serving those deployments (they have no pool) may claim."""
+    r: Any = get_redis()
+    scored: list[tuple[float, str]] = []
+    with translate_errors():
+        for dep in deployment_ids:
+            rows = r.zinter(
+                {keys.scheduled_due(): 1, keys.flow_run_index_deployment(dep): 0},
+                withscores=True,
+            )
+            scored += [(float(s), str(m)) for m, s in rows if float(s) <= before]
+    return [run_id for _, run_id in sorted(scored)[:limit]]

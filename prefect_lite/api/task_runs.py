@@ -37,15 +37,9 @@ def create_task_run(task_run: TaskRun, state: State) -> TaskRun:
 @operation("POST", "/task_runs/changes", tag="task_runs")
 def apply_task_run_changes(changes: list[TaskRunChange]) -> list[str]:
     """Apply queued creates/proposals in order in one round trip; returns each status."""
-    batch = runs.RunBatch()
-    for change in changes:
-        if change.op == "create" and change.task_run is not None:
-            batch.create("task", change.task_run, change.state)
-        else:
-            batch.propose(
-                "task", change.task_run_id, runs.Proposal(state=change.state, force=change.force)
-            )
-    return [str(res[0]) if isinstance(res, list) else repr(res) for res in batch.execute()]
+    return runs.apply_task_changes(
+        [(c.op, c.task_run_id, c.state, c.task_run, c.force) for c in changes]
+    )
 
 
 @operation("POST", "/task_runs/{task_run_id}/set_state", tag="task_runs")

@@ -344,3 +344,60 @@ def claim_slots(
                 "EVALSHA", scripts.sha("claim"), len(script_keys), *script_keys, *args
             )
     return (True, None) if int(raw[0]) == 1 else (False, int(raw[1]) - 1)
+
+
+TaskChange = tuple[str, "uuid.UUID | str", State, "TaskRun | None", bool]
+
+
+def apply_task_changes(changes: Sequence[TaskChange]) -> list[str]:
+    """Apply task run creates/proposals in ONE script call; a status per change, in order.
+
+    The engine's recorder sends thousands of these per second. Changes are grouped per
+    task run (each run's changes keep their order; different runs are independent), sent
+    as one JSON array, and a run created and finished within the batch is written with a
+    handful of commands instead of one script step per state.
+    """
+    if not changes:
+        return []
+    groups: list[list[Any]] = []
+    by_run: dict[str, list[Any]] = {}
+    slots: list[tuple[list[Any], int]] = []  # (group, position in it) per change
+    for op, run_id, state, run, force in changes:
+        rid = str(run_id)
+        group = by_run.get(rid)
+        if group is None or (op == "create" and run is not None):
+            key = keys.task_run(rid)
+            group = [op[0], key, keys.history_of(key), rid, [], [], [], [], []]
+            if op == "create" and run is not None:
+                when = run.expected_start_time or run.created
+                group += [
+                    [keys.task_run_index_flow_run(str(run.flow_run_id))] if run.flow_run_id else [],
+                    run.model_dump_json(exclude=_RECORD_EXCLUDE),
+                    repr(when.timestamp()),
+                ]
+            else:
+                group[0] = "p"
+            groups.append(group)
+            by_run[rid] = group
+        slots.append((group, len(group[4])))
+        group[4].append(serializers.dumps(state.to_record()).decode())
+        group[5].append(canonical(state.type).value)
+        group[6].append(state.name or "")
+        group[7].append(repr(state.timestamp.timestamp()))
+        group[8].append("1" if force else "")
+    payload = serializers.dumps(groups)
+    r = get_redis()
+    sha = scripts.sha("task_batch")
+    with translate_errors():
+        try:
+            out = r.execute_command("EVALSHA", sha, 0, payload)
+        except NoScriptError:
+            scripts.load_all(r)
+            out = r.execute_command("EVALSHA", sha, 0, payload)
+    statuses = [str(s) for s in out]
+    offsets: dict[int, int] = {}
+    position = 0
+    for group in groups:
+        offsets[id(group)] = position
+        position += len(group[4])
+    return [statuses[offsets[id(group)] + i] for group, i in slots]

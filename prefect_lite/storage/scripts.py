@@ -77,50 +77,123 @@ local function apply_state(key, hist, run_id, cur_type, ver, a, o)
 end
 """
 
+# Propose and create as Lua functions over a shared block ``a`` at offset ``o``, used by
+# the single-run entry points below and by the task run batch script.
+_STEPS = r"""
+local function propose_one(key, hist, expected, lease_tok, force, a, o)
+  local cur = redis.call('HMGET', key, 'id', 'type', 'ver', 'lease', 'state')
+  local run_id, cur_type, lease = cur[1], cur[2] or '', cur[4]
+  local ver, cur_state = tonumber(cur[3] or '0'), cur[5] or ''
+  if not run_id then return {'NOTFOUND', '0', ''} end
+  if expected ~= '' and tonumber(expected) ~= ver then
+    return {'STALE', tostring(ver), cur_state}
+  end
+  if lease_tok ~= '' and lease and lease ~= lease_tok then
+    return {'STALE', tostring(ver), cur_state}
+  end
+  local status = 'ACCEPT'
+  if force ~= '1' then
+    local d = T[cur_type .. '>' .. a[o+1]]
+    if d == nil or d == 'R' then return {'REJECT', tostring(ver), cur_state} end
+    if d ~= 'A' then
+      local _, _, ttype, tname, tmsg = string.find(d, '^T|([^|]*)|([^|]*)|(.*)$')
+      local s = cjson.decode(a[o])
+      s['type'] = ttype
+      s['name'] = tname
+      s['message'] = tmsg
+      a[o] = cjson.encode(s)
+      a[o+1] = ttype
+      a[o+2] = tname
+      status = 'TURN'
+    end
+  end
+  ver = apply_state(key, hist, run_id, cur_type, ver, a, o)
+  return {status, tostring(ver), a[o]}
+end
+
+local function create_one(key, hist, idem, indexes, run_id, rec, score, a, o)
+  if idem ~= '' then
+    local existing = redis.call('GET', idem)
+    if existing then return {'EXISTS', existing} end
+  end
+  if redis.call('EXISTS', key) == 1 then return {'EXISTS', run_id} end
+  if idem ~= '' then redis.call('SET', idem, run_id) end
+  redis.call('HSET', key, 'id', run_id, 'rec', rec, 'score', score, 'ver', 0, 'run_count', 0)
+  for _, index in ipairs(indexes) do redis.call('ZADD', index, score, run_id) end
+  apply_state(key, hist, run_id, '', 0, a, o)
+  return {'CREATED', run_id}
+end
+"""
+
 # KEYS: run hash, history list.  ARGV: expected_ver, lease_token, force, <shared block>
 _PROPOSE = r"""
-local key, hist = KEYS[1], KEYS[2]
-local cur = redis.call('HMGET', key, 'id', 'type', 'ver', 'lease', 'state')
-local run_id, cur_type, lease = cur[1], cur[2] or '', cur[4]
-local ver, cur_state = tonumber(cur[3] or '0'), cur[5] or ''
-if not run_id then return {'NOTFOUND', '0', ''} end
-if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= ver then return {'STALE', tostring(ver), cur_state} end
-if ARGV[2] ~= '' and lease and lease ~= ARGV[2] then return {'STALE', tostring(ver), cur_state} end
-local status = 'ACCEPT'
-if ARGV[3] ~= '1' then
-  local d = T[cur_type .. '>' .. ARGV[5]]
-  if d == nil or d == 'R' then return {'REJECT', tostring(ver), cur_state} end
-  if d ~= 'A' then
-    local _, _, ttype, tname, tmsg = string.find(d, '^T|([^|]*)|([^|]*)|(.*)$')
-    local s = cjson.decode(ARGV[4])
-    s['type'] = ttype
-    s['name'] = tname
-    s['message'] = tmsg
-    ARGV[4] = cjson.encode(s)
-    ARGV[5] = ttype
-    ARGV[6] = tname
-    status = 'TURN'
-  end
-end
-ver = apply_state(key, hist, run_id, cur_type, ver, ARGV, 4)
-return {status, tostring(ver), ARGV[4]}
+return propose_one(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV, 4)
 """
 
 # KEYS: run hash, history list, idempotency key ('' ok), then index zsets to add the id to.
 # ARGV: run_id, record_json, score, <shared block>
 _CREATE = r"""
-local key, hist, idem = KEYS[1], KEYS[2], KEYS[3]
-local run_id = ARGV[1]
-if idem ~= '' then
-  local existing = redis.call('GET', idem)
-  if existing then return {'EXISTS', existing} end
+local indexes = {}
+for i = 4, #KEYS do indexes[#indexes + 1] = KEYS[i] end
+return create_one(KEYS[1], KEYS[2], KEYS[3], indexes, ARGV[1], ARGV[2], ARGV[3], ARGV, 4)
+"""
+
+# Task run changes in one call. ARGV[1]: JSON array of groups, each the changes of ONE
+# task run in order (groups of different runs are independent, so their relative order
+# does not matter):
+#   ["c", key, hist, run_id, [state_json...], [type...], [name...], [ts...], [force...],
+#    [index keys], record_json, score]   -- a run created in this batch, then its proposals
+#   ["p", key, hist, run_id, [state_json...], [type...], [name...], [ts...], [force...]]
+# Answers one status per change, group after group.
+# A new run whose whole chain the table accepts is written with a handful of commands
+# (one HSET, one RPUSH of all states); anything else goes through create_one/propose_one.
+_TASK_BATCH = r"""
+local ops = cjson.decode(ARGV[1])
+local out = {}
+local function shared(op, i)
+  return {op[5][i], op[6][i], op[7][i], op[8][i], '', '', '0', '', '', '', '', ''}
 end
-if redis.call('EXISTS', key) == 1 then return {'EXISTS', run_id} end
-if idem ~= '' then redis.call('SET', idem, run_id) end
-redis.call('HSET', key, 'id', run_id, 'rec', ARGV[2], 'score', ARGV[3], 'ver', 0, 'run_count', 0)
-for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], run_id) end
-apply_state(key, hist, run_id, '', 0, ARGV, 4)
-return {'CREATED', run_id}
+local function fast_chain(op)
+  local types, forces = op[6], op[9]
+  if T['>' .. types[1]] ~= 'A' then return false end
+  for i = 2, #types do
+    if forces[i] ~= '1' and T[types[i - 1] .. '>' .. types[i]] ~= 'A' then return false end
+  end
+  return redis.call('EXISTS', op[2]) == 0
+end
+for _, op in ipairs(ops) do
+  local n = #op[5]
+  if op[1] == 'c' and fast_chain(op) then
+    local key, run_id, types, stamps = op[2], op[4], op[6], op[8]
+    local runs, start = 0, nil
+    for i = 1, n do
+      if types[i] == 'RUNNING' then
+        runs = runs + 1
+        if start == nil then start = stamps[i] end
+      end
+    end
+    local f = {'id', run_id, 'rec', op[11], 'score', op[12], 'ver', n, 'run_count', runs,
+               'state', op[5][n], 'type', types[n], 'name', op[7][n]}
+    if start then f[#f + 1] = 'start'; f[#f + 1] = start end
+    if TERMINAL[types[n]] then f[#f + 1] = 'end'; f[#f + 1] = stamps[n] end
+    redis.call('HSET', key, unpack(f))
+    redis.call('RPUSH', op[3], unpack(op[5]))
+    for _, index in ipairs(op[10]) do redis.call('ZADD', index, op[12], run_id) end
+    out[#out + 1] = 'CREATED'
+    for _ = 2, n do out[#out + 1] = 'ACCEPT' end
+  else
+    local first = 1
+    if op[1] == 'c' then
+      local made = create_one(op[2], op[3], '', op[10], op[4], op[11], op[12], shared(op, 1), 1)
+      out[#out + 1] = made[1]
+      first = 2
+    end
+    for i = first, n do
+      out[#out + 1] = propose_one(op[2], op[3], '', '', op[9][i], shared(op, i), 1)[1]
+    end
+  end
+end
+return out
 """
 
 
@@ -133,12 +206,17 @@ def apply_source() -> str:
 
 @cache
 def propose_source() -> str:
-    return (_APPLY % {"table": transition_table_lua()}) + _PROPOSE
+    return apply_source() + _STEPS + _PROPOSE
 
 
 @cache
 def create_source() -> str:
-    return (_APPLY % {"table": transition_table_lua()}) + _CREATE
+    return apply_source() + _STEPS + _CREATE
+
+
+@cache
+def task_batch_source() -> str:
+    return apply_source() + _STEPS + _TASK_BATCH
 
 
 @cache
@@ -152,12 +230,14 @@ def _source(name: str) -> str:
         return create_source()
     if name == "propose":
         return propose_source()
+    if name == "task_batch":
+        return task_batch_source()
     return claim_slots_source()
 
 
 def load_all(r: Any) -> None:
     """Load every script into the server's script cache (after a restart or flush)."""
-    for name in ("create", "propose", "claim"):
+    for name in ("create", "propose", "task_batch", "claim"):
         r.script_load(_source(name))
 
 

@@ -380,7 +380,7 @@ def apply_task_changes(changes: Sequence[TaskChange]) -> list[str]:
             groups.append(group)
             by_run[rid] = group
         slots.append((group, len(group[4])))
-        group[4].append(serializers.dumps(state.to_record()).decode())
+        group[4].append(state.model_dump_json())
         group[5].append(canonical(state.type).value)
         group[6].append(state.name or "")
         group[7].append(repr(state.timestamp.timestamp()))

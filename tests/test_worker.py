@@ -196,7 +196,7 @@ def test_flow_retries_cross_processes(client: Any, tmp_path: Path) -> None:
     dep = deploy("fails_once")
     marks = tmp_path / "marks"
     marks.mkdir()
-    with scheduler_process(tmp_path), worker_process(tmp_path):
+    with scheduler_process(tmp_path), worker_process(tmp_path, "pool", "--runs-per-process", "1"):
         run = wait_final(trigger(dep, marks=str(marks)).id)
     assert run.state_name == "Completed" and run.run_count == 2
     names = history(client, run)

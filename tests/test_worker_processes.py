@@ -137,3 +137,18 @@ def _answers(url: str) -> Any:
             return False
 
     return ping
+
+
+def test_a_reused_process_starts_each_run_afresh(client: Any, tmp_path: Path) -> None:
+    import json
+
+    client.create_work_pool("pool")
+    dep = deploy("leaky")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with worker_process(tmp_path, "pool", "--limit", "1"):
+        first, second = (wait_final(trigger(dep, marks=str(marks)).id) for _ in range(2))
+    seen = [json.loads((marks / f"run-{r.id}").read_text()) for r in (first, second)]
+    assert seen[0]["pid"] == seen[1]["pid"]  # the same warm process ran both
+    assert [s["calls"] for s in seen] == [1, 1]  # user modules are imported afresh
+    assert [s["leaked"] for s in seen] == [None, None]  # the environment was put back

@@ -56,9 +56,8 @@ class CancelListener:
             self.worker.stopped.wait(RESUBSCRIBE_SECONDS)
 
     def on_message(self, run_id: str) -> None:
-        with self.worker.lock:
-            child = self.worker.running.get(run_id)
-        if child is not None:
+        child = self.worker.running_child(run_id)
+        if child is not None and child.done is None:
             request_cancel(self.worker, child)
 
 

@@ -4,8 +4,11 @@ A worker starts one **zygote** (``python -m workers.process FD``): a single-thre
 process that imports the engine once and forks a child whenever asked. A forked child
 starts with everything imported and waits, warm, on its channel (a socket to the worker)
 for its assignment; so a claimed run's flow body starts in milliseconds, and a segfault,
-``os._exit`` or out-of-memory kill in user code ends only that child. Each child runs one
-flow run and exits: no state leaks from one run into the next.
+``os._exit`` or out-of-memory kill in user code ends only that child. A child runs one
+flow run at a time and, between runs, puts back what a run changes in its process
+(working directory, environment, ``sys.path``, modules of user code); after
+``recycle_after`` runs (``--runs-per-process``; 1 = a fresh process for every run), or a
+run it was asked to stop, it exits and a fresh one takes its place.
 
 Zygote -> worker messages travel on a SOCK_SEQPACKET socket: ``F<pid>`` with the new
 child's channel attached (SCM_RIGHTS), and ``X<pid> <exit code>`` when a child ended (the
@@ -47,13 +50,18 @@ class Child:
     assigned_at: float = 0.0
     cancel_sent_at: float | None = None
     cancel_reason: str | None = None
-    done: tuple[Any, ...] | None = None  # what the child reported before exiting
+    done: tuple[Any, ...] | None = None  # what the child reported when its run ended
     exit_code: int | None = None
     exited: threading.Event = field(default_factory=threading.Event)
 
     def assign(self, kind: str, run_id: str, **payload: Any) -> None:
-        self.kind, self.run_id = kind, run_id
+        self.kind, self.run_id, self.done = kind, run_id, None
+        self.cancel_sent_at = self.cancel_reason = None
         self.channel.send((kind, run_id, payload))
+
+    @property
+    def retiring(self) -> bool:
+        return bool(self.done and self.done[-1])
 
     def signal(self, signum: int) -> bool:
         try:
@@ -77,6 +85,7 @@ class Zygote:
         self._ctrl = ours
         self._forked: queue.Queue[Child] = queue.Queue()
         self._send_lock = threading.Lock()
+        self.pending = 0  # forks asked for, not arrived yet
         self._on_exit = on_exit
         self.exit_codes: dict[int, int] = {}
         self._exits = threading.Condition()
@@ -90,7 +99,12 @@ class Zygote:
 
     def request_fork(self) -> None:
         with self._send_lock:
+            self.pending += 1
             self._ctrl.send(b"F")
+
+    def ready(self) -> int:
+        """Children forked or asked for and not taken yet."""
+        return self._forked.qsize() + self.pending
 
     def take_forked(self, timeout: float | None) -> Child:
         try:
@@ -118,12 +132,16 @@ class Zygote:
             kind, body = data[:1], data[1:].decode()
             if kind == b"F":
                 channel = Connection(fds[0])
+                with self._send_lock:
+                    self.pending -= 1
                 self._forked.put(Child(pid=int(body), channel=channel))
             elif kind == b"X":
                 pid_text, code_text = body.split()
                 pid, code = int(pid_text), int(code_text)
                 with self._exits:
                     self.exit_codes[pid] = code
+                    while len(self.exit_codes) > 1000:  # nobody waited for the oldest
+                        del self.exit_codes[next(iter(self.exit_codes))]
                     self._exits.notify_all()
                 if self._on_exit is not None:
                     self._on_exit(pid, code)
@@ -223,35 +241,49 @@ def _fork_child(ctrl: socket.socket, wake: tuple[int, int]) -> None:
 
 
 def child_main(sock: socket.socket) -> int:
-    """Wait for an assignment, carry it out, report, and return the exit code."""
+    """Carry out assignments until told to retire or the worker goes; the exit code.
+
+    After each run the child reports ``("done", state type, state name, retiring)`` and
+    restores what the run changed in the process (``ProcessState``); it retires after
+    ``recycle_after`` runs, after a run it was asked to stop (SIGTERM), and after hooks.
+    """
     channel = Connection(sock.detach())
-    try:
-        kind, run_id, payload = channel.recv()
-    except (EOFError, OSError):
-        return 0  # retired unused (the worker stopped)
-    threading.Thread(target=_die_with_worker, args=(channel,), daemon=True).start()
     from prefect_lite.deployments import execution
 
-    if kind == "hooks":
-        execution.run_crashed_hooks(run_id)
-        channel.send(("done", None, None))
-        return 0
-    execution.install_termination_handler()
-    state = execution.execute_flow_run(
-        run_id, payload["lease"], payload["lease_seconds"], payload.get("worker")
-    )
-    summary = (state.type.value, state.name) if state is not None else (None, None)
-    channel.send(("done", *summary))
-    return 0
+    threading.Thread(target=_die_with_worker, args=(channel.fileno(),), daemon=True).start()
+    baseline = execution.ProcessState()
+    done = 0
+    while True:
+        try:
+            kind, run_id, payload = channel.recv()
+        except (EOFError, OSError):
+            return 0  # retired while idle (the worker stopped or shrank its pool)
+        if kind == "hooks":
+            execution.run_crashed_hooks(run_id)
+            channel.send(("done", None, None, True))
+            return 0
+        execution.install_termination_handler()
+        state = execution.execute_flow_run(
+            run_id, payload["lease"], payload["lease_seconds"], payload.get("worker")
+        )
+        done += 1
+        retiring = execution.terminating() or done >= payload.get("recycle_after", 1)
+        summary = (state.type.value, state.name) if state is not None else (None, None)
+        channel.send(("done", *summary, retiring))
+        if retiring:
+            return 0
+        baseline.restore()
 
 
-def _die_with_worker(channel: Connection) -> None:
-    """The worker closes our channel only by dying: then so do we (its lease will expire)."""
-    try:
-        while True:
-            channel.recv()
-    except (EOFError, OSError):
-        os.kill(os.getpid(), signal.SIGKILL)
+def _die_with_worker(fd: int) -> None:
+    """The worker closes our channel only by dying or stopping: then so do we (a run's
+    lease will expire). Watches for the hang-up without reading the channel."""
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    while True:
+        for _fd, events in poller.poll():
+            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 def execute_flow_run(flow_run_id: str) -> None:

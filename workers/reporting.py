@@ -20,11 +20,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger("prefect_lite.workers")
 
 
+_SETTLED = frozenset({"COMPLETED", "FAILED", "SCHEDULED"})  # nothing left to do
+
+
 def report_exit(worker: Worker, child: Child) -> None:
     if child.kind == "hooks" or child.run_id is None:
         logger.info("on_crashed hooks of flow run %s ran (pid %s)", child.run_id, child.pid)
         return
-    how = describe_exit(child.exit_code)
+    if child.done is not None and child.done[0] in _SETTLED:
+        logger.info("Flow run %s ended %s", child.run_id, child.done[1])
+        return
+    how = describe_exit(child.exit_code) if child.done is None else "its run ended"
     cancelled = child.cancel_sent_at is not None
     outcome = settle_exit(child.run_id, child.lease, how, cancelled, child.cancel_reason)
     if outcome is None:

@@ -21,8 +21,6 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
-from typing import Any
 
 import orjson
 
@@ -33,7 +31,8 @@ from prefect_lite.schemas import Worker as WorkerRecord
 from prefect_lite.settings import get_settings
 from prefect_lite.states import Pending
 from prefect_lite.storage import delivery, pools
-from workers.process import Child, Zygote
+from workers.children import ChildPool
+from workers.process import Child
 from workers.reporting import report_exit
 
 logger = logging.getLogger("prefect_lite.workers")
@@ -49,6 +48,7 @@ class WorkerOptions:
     name: str | None = None
     limit: int | None = None  # runs at once
     spares: int = 1  # warm children kept ready
+    runs_per_process: int = 100  # a child retires after this many runs (1: fresh each run)
     cancel_grace_seconds: float = 1.0  # SIGTERM -> SIGKILL for a cancelled run
     shutdown_grace_seconds: float = 30.0  # SIGTERM: wait this long for running runs
 
@@ -58,14 +58,12 @@ class Worker:
         self.options = options
         self.name = options.name or f"{socket.gethostname()}-{os.getpid()}"
         self.queues: list[str] = list(options.queues)
-        self.running: dict[str, Child] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()  # no new claims
         self.stopped = threading.Event()  # threads end
         self.started = _time.now()
-        self.zygote: Zygote | None = None
+        self.children: ChildPool | None = None
         self._capacity = threading.Semaphore(options.limit) if options.limit else None
-        self._wake_monitor = _Wakeup()
         self._threads: list[threading.Thread] = []
 
     @property
@@ -83,18 +81,21 @@ class Worker:
                 f"`prefect-lite work-pool create {self.options.pool}`"
             )
         self.refresh_queues()
-        self.zygote = Zygote()
-        for _ in range(max(1, self.options.spares)):
-            self.zygote.request_fork()
-        self.save_record("ONLINE")
-        from workers.cancellation import CancelListener
+        from workers.cancellation import CancelListener, enforce_deadlines, next_deadline
         from workers.heartbeat import Heartbeat
 
+        self.children = ChildPool(
+            self.options.spares,
+            on_finished=self._finished,
+            next_deadline=lambda: next_deadline(self),
+            on_deadline=lambda: enforce_deadlines(self),
+        )
+        self.children.start()
+        self.save_record("ONLINE")
         for target, name in (
             (Heartbeat(self).run, "heartbeat"),
             (CancelListener(self).run, "cancel-listener"),
             (self._admit_loop, "admitter"),
-            (self._monitor_loop, "monitor"),
         ):
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()
@@ -118,8 +119,6 @@ class Worker:
         self.queues = [q for q in ordered if q in self.options.queues]
 
     def save_record(self, status: str) -> None:
-        with self.lock:
-            active = len([c for c in self.running.values() if c.kind == "run"])
         pools.save_worker(
             WorkerRecord(
                 name=self.name,
@@ -131,7 +130,7 @@ class Worker:
                 last_heartbeat_time=_time.now(),
                 status="ONLINE" if status == "ONLINE" else "OFFLINE",
                 limit=self.options.limit,
-                running=active,
+                running=len(self.active_runs()),
             )
         )
 
@@ -184,35 +183,28 @@ class Worker:
 
     def start(self, claimed: delivery.Claimed) -> Child:
         """Hand the claimed run to a warm child."""
-        child = self._take_spare()
+        assert self.children is not None
+        child = self.children.take()
         child.lease = claimed.lease
         child.assigned_at = _time.monotonic()
-        with self.lock:
-            self.running[claimed.run_id] = child
-        child.assign(
+        self.children.assign(
+            claimed.run_id,
+            child,
             "run",
             claimed.run_id,
             lease=claimed.lease,
             lease_seconds=self.lease_seconds,
             worker=self.name,
+            recycle_after=self.options.runs_per_process,
         )
-        self._wake_monitor.set()
         logger.info("Worker %r started flow run %s (pid %s)", self.name, claimed.run_id, child.pid)
         return child
 
     def start_hooks(self, run_id: str) -> None:
-        """Run a crashed run's on_crashed hooks in a fresh child."""
-        child = self._take_spare()
-        with self.lock:
-            self.running[f"hooks:{run_id}"] = child
-        child.assign("hooks", run_id)
-        self._wake_monitor.set()
-
-    def _take_spare(self) -> Child:
-        """A warm child (the zygote forked it ahead of time); another is asked for."""
-        assert self.zygote is not None
-        self.zygote.request_fork()
-        return self.zygote.take_forked(timeout=30.0)
+        """Run a crashed run's on_crashed hooks in a child (which then retires)."""
+        assert self.children is not None
+        child = self.children.take()
+        self.children.assign(f"hooks:{run_id}", child, "hooks", run_id)
 
     def _take_capacity(self, wait_seconds: float) -> bool:
         if self._capacity is None:
@@ -225,59 +217,19 @@ class Worker:
         if self._capacity is not None:
             self._capacity.release()
 
-    # ------------------------------------------------------------------ monitor, report
-    def _monitor_loop(self) -> None:
-        """Wait on the busy children's channels; a report or an exit ends their run."""
-        while not self.stopped.is_set():
-            with self.lock:
-                busy: dict[Any, Child] = {c.channel: c for c in self.running.values()}
-            deadline = self._next_deadline()
-            ready = wait([self._wake_monitor.reader, *busy], timeout=deadline)
-            for conn in ready:
-                if conn is self._wake_monitor.reader:
-                    self._wake_monitor.clear()
-                    continue
-                self._read_child(busy[conn])
-            self._enforce_cancel_deadlines()
-
-    def _read_child(self, child: Child) -> None:
-        try:
-            message = child.channel.recv()
-        except (EOFError, OSError):
-            self._finish(child)
-            return
-        if message and message[0] == "done":
-            child.done = tuple(message[1:])
-
-    def _finish(self, child: Child) -> None:
-        child.channel.close()
-        assert self.zygote is not None
-        if child.done is None:
-            child.exit_code = self.zygote.wait_exit(child.pid, timeout=2.0)
-        else:
-            self.zygote.exit_codes.pop(child.pid, None)
-        key = child.run_id if child.kind == "run" else f"hooks:{child.run_id}"
-        with self.lock:
-            self.running.pop(str(key), None)
+    def _finished(self, child: Child) -> None:
+        """A child's run (or hooks) ended: record what needs recording, free the capacity."""
         try:
             report_exit(self, child)
-        except Exception:
-            logger.exception("Could not report the end of flow run %s", child.run_id)
         finally:
             self._give_capacity()
 
     def wake_monitor(self) -> None:
-        self._wake_monitor.set()
+        if self.children is not None:
+            self.children.wake()
 
-    def _next_deadline(self) -> float | None:
-        from workers.cancellation import next_deadline
-
-        return next_deadline(self)
-
-    def _enforce_cancel_deadlines(self) -> None:
-        from workers.cancellation import enforce_deadlines
-
-        enforce_deadlines(self)
+    def running_child(self, run_id: str) -> Child | None:
+        return self.children.find(run_id) if self.children is not None else None
 
     # ------------------------------------------------------------------ admitter
     def _admit_loop(self) -> None:
@@ -295,41 +247,22 @@ class Worker:
 
     # ------------------------------------------------------------------ stop
     def active_runs(self) -> list[Child]:
-        with self.lock:
-            return [c for c in self.running.values() if c.kind == "run"]
+        """Children running a flow run now."""
+        if self.children is None:
+            return []
+        return [c for c in self.children.busy_children() if c.kind == "run" and c.done is None]
 
     def close(self, wait: bool = True) -> None:
-        """Stop the threads and the zygote, go OFFLINE (running children are not waited;
+        """Stop the threads and the children, go OFFLINE (running children are not waited;
         ``wait=False``: do not wait for the threads either)."""
         self.stopping.set()
         self.stopped.set()
-        self._wake_monitor.set()
         for thread in self._threads if wait else []:
             thread.join(timeout=5.0)
-        if self.zygote is not None:
-            self.zygote.close(timeout=5.0 if wait else 0.5)
+        if self.children is not None:
+            self.children.close(wait_seconds=5.0 if wait else 0.5)
         try:
             self.save_record("OFFLINE")
         except (StoreUnavailable, ValidationError):
             pass
         logger.info("Worker %r stopped", self.name)
-
-
-class _Wakeup:
-    """A pipe the monitor also waits on, so new children are watched at once."""
-
-    def __init__(self) -> None:
-        import multiprocessing
-
-        self.reader, self._writer = multiprocessing.Pipe(duplex=False)
-        self._flag = threading.Event()
-
-    def set(self) -> None:
-        if not self._flag.is_set():
-            self._flag.set()
-            self._writer.send_bytes(b"1")
-
-    def clear(self) -> None:
-        self._flag.clear()
-        while self.reader.poll():
-            self.reader.recv_bytes()

@@ -48,8 +48,16 @@ def worker() -> None:
     show_default=True,
     help="SIGTERM to SIGKILL for a cancelled run's process.",
 )
-@click.option("--warm", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes kept warm, ready for the next run.")  # fmt: skip
+@click.option(
+    "--warm",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes kept warm, ready for the next run.",
+)
+@click.option("--runs-per-process", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Runs one process executes (one after another) before a fresh one "
+                   "replaces it; 1: a fresh process for every run.")  # fmt: skip
 def start(
     pool: str,
     queues: tuple[str, ...],
@@ -58,6 +66,7 @@ def start(
     shutdown_grace_seconds: float,
     cancel_grace_seconds: float,
     warm: int,
+    runs_per_process: int,
 ) -> None:
     """Run a worker in this process until SIGTERM or Ctrl-C (twice: at once)."""
     from workers.shutdown import ExitNow, Shutdown
@@ -70,6 +79,7 @@ def start(
         name=name,
         limit=limit,
         spares=warm,
+        runs_per_process=runs_per_process,
         cancel_grace_seconds=cancel_grace_seconds,
         shutdown_grace_seconds=shutdown_grace_seconds,
     )

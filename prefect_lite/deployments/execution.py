@@ -20,10 +20,13 @@ its on_cancellation hooks); once the signal came, no other final state is propos
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import os
 import signal
 import sys
+import sysconfig
 import uuid
 from pathlib import Path
 from types import FrameType
@@ -47,6 +50,7 @@ _FINAL_OR_RETRY = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.SCHEDULED}
 )
 _terminating = False
+_OWN_PACKAGES = frozenset({"prefect_lite", "workers", "scheduler"})
 
 
 def preload() -> None:
@@ -60,6 +64,38 @@ def preload() -> None:
 
     engine_client()  # builds the transport (API handlers imported), connects to nothing
     setup_logging()
+
+
+class ProcessState:
+    """What a flow run may change in its process, taken before runs and put back after each
+    (a reused process then starts every run alike): working directory, environment,
+    ``sys.path``, and modules imported from outside the installed packages (user code, so
+    the next run imports it afresh). Installed packages stay imported."""
+
+    def __init__(self) -> None:
+        self.cwd = os.getcwd()
+        self.environ = dict(os.environ)
+        self.path = list(sys.path)
+        self.modules = set(sys.modules)
+        paths = sysconfig.get_paths()
+        kinds = ("stdlib", "platstdlib", "purelib", "platlib")
+        self._installed = tuple(str(Path(paths[kind]).resolve()) for kind in kinds)
+
+    def restore(self) -> None:
+        global _terminating
+        with contextlib.suppress(OSError):
+            os.chdir(self.cwd)
+        os.environ.clear()
+        os.environ.update(self.environ)
+        sys.path[:] = self.path
+        for name in set(sys.modules) - self.modules:
+            if name.partition(".")[0] in _OWN_PACKAGES:
+                continue  # ours: other modules hold its classes
+            location = getattr(sys.modules.get(name), "__file__", None)
+            if location and not str(Path(location).resolve()).startswith(self._installed):
+                del sys.modules[name]
+        importlib.invalidate_caches()
+        _terminating = False
 
 
 def install_termination_handler() -> None:

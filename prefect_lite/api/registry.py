@@ -46,8 +46,10 @@ def all_operations() -> dict[str, Operation]:
     from prefect_lite.api import (  # noqa: F401
         blocks,
         cancellation,
+        deployment_runs,
         deployments,
         flow_run_inputs,
+        flow_run_waits,
         flow_runs,
         flows,
         logs,

@@ -1,4 +1,4 @@
-"""``prefect-lite deployment ...``: list, inspect, pause/resume, delete, and schedules.
+"""``prefect-lite deployment ...``: list, inspect, run, pause/resume, delete, schedules.
 
 A deployment is named ``flow-name/deployment-name`` (or by id) everywhere.
 """
@@ -13,6 +13,7 @@ import click
 
 from prefect_lite import _time, schedules
 from prefect_lite.cli._output import fmt_time, print_json, print_record, print_table
+from prefect_lite.cli.deployment_run import run as run_command
 from prefect_lite.client import get_client
 from prefect_lite.exceptions import UserError
 from prefect_lite.schemas import Deployment, Schedule
@@ -77,6 +78,9 @@ def inspect(name: str, as_json: bool) -> None:
         print_json(found)
     else:
         print_record(f"Deployment {found.full_name}", found)
+
+
+deployment.add_command(run_command)
 
 
 @deployment.command("pause")

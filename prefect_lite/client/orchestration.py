@@ -149,6 +149,15 @@ class SyncPrefectClient:
     def read_flow_run_states(self, flow_run_id: uuid.UUID) -> list[State]:
         return self._call("read_flow_run_states", flow_run_id=flow_run_id)
 
+    def wait_for_flow_run_change(
+        self, flow_run_id: uuid.UUID, version: int | None = None, timeout: float = 10.0
+    ) -> FlowRun:
+        """The run once its state version differs from ``version`` (None: from now), or
+        after ``timeout`` seconds (at most 10) unchanged: a long poll, not a loop."""
+        return self._call(
+            "wait_for_flow_run_change", flow_run_id=flow_run_id, version=version, timeout=timeout
+        )
+
     def update_flow_run(
         self,
         flow_run_id: uuid.UUID,
@@ -234,6 +243,87 @@ class SyncPrefectClient:
 
     def resume_deployment(self, deployment_id: uuid.UUID) -> Deployment:
         return self._call("resume_deployment", deployment_id=deployment_id)
+
+    def create_flow_run_from_deployment(
+        self,
+        deployment_id: uuid.UUID,
+        *,
+        parameters: dict[str, Any] | None = None,
+        scheduled_time: datetime | None = None,
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+        work_queue_name: str | None = None,
+        parent_task_run_id: uuid.UUID | None = None,
+        job_variables: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        enforce_parameter_schema: bool | None = None,
+        state: State | None = None,
+    ) -> FlowRun:
+        """A run of the deployment, SCHEDULED at ``scheduled_time`` (default now; a
+        Scheduled ``state`` gives the time too, as with Prefect's client)."""
+        if state is not None:
+            if state.type is not StateType.SCHEDULED:
+                from prefect_lite.exceptions import ValidationError
+
+                raise ValidationError(
+                    f"a run of a deployment starts SCHEDULED, not {state.type.value}"
+                )
+            scheduled_time = scheduled_time or state.state_details.scheduled_time
+        return self._call(
+            "create_flow_run_from_deployment",
+            deployment_id=deployment_id,
+            parameters=parameters,
+            scheduled_time=scheduled_time,
+            name=name,
+            tags=list(tags) if tags is not None else None,
+            idempotency_key=idempotency_key,
+            work_queue_name=work_queue_name,
+            parent_task_run_id=parent_task_run_id,
+            job_variables=job_variables,
+            context=context,
+            enforce_parameter_schema=enforce_parameter_schema,
+        )
+
+    def create_flow_run_from_deployment_name(
+        self,
+        name: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        scheduled_time: datetime | None = None,
+        flow_run_name: str | None = None,
+        tags: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+        work_queue_name: str | None = None,
+        parent_task_run_id: uuid.UUID | None = None,
+        job_variables: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        enforce_parameter_schema: bool | None = None,
+    ) -> FlowRun:
+        """Like ``create_flow_run_from_deployment`` for ``flow-name/deployment-name``, in
+        one request."""
+        flow_name, _, deployment_name = name.partition("/")
+        if not flow_name or not deployment_name or "/" in deployment_name:
+            from prefect_lite.exceptions import ValidationError
+
+            raise ValidationError(
+                f"{name!r} is not a deployment name (expected 'flow-name/deployment-name')"
+            )
+        return self._call(
+            "create_flow_run_from_deployment_name",
+            flow_name=flow_name,
+            deployment_name=deployment_name,
+            parameters=parameters,
+            scheduled_time=scheduled_time,
+            name=flow_run_name,
+            tags=list(tags) if tags is not None else None,
+            idempotency_key=idempotency_key,
+            work_queue_name=work_queue_name,
+            parent_task_run_id=parent_task_run_id,
+            job_variables=job_variables,
+            context=context,
+            enforce_parameter_schema=enforce_parameter_schema,
+        )
 
     def read_deployment_schedules(self, deployment_id: uuid.UUID) -> list[Schedule]:
         return self._call("read_deployment_schedules", deployment_id=deployment_id)

@@ -13,6 +13,9 @@ P:fr:{id}                           hash     flow run: rec (JSON record), state 
                                              slots (JSON list of slot keys held),
                                              adm (run_count when admitted to a pool queue),
                                              seen (when a scheduler deferred it on purpose)
+P:fr:{id}                           pubsub   channel (same name as the hash; channels are
+                                             their own namespace): the run's new state
+                                             version, published by propose_state
 P:fr:{id}:hist                      list     state history, JSON states, oldest first
 P:fr:{id}:logs                      list     log records (JSON), in order
 P:fr:{id}:input                     hash     run input key -> "{log entry id} {JSON RunInput}"
@@ -79,6 +82,11 @@ def prefix() -> str:
 # -- flow runs
 def flow_run(run_id: str) -> str:
     return f"{prefix()}:fr:{run_id}"
+
+
+def flow_run_changes(run_id: str) -> str:
+    """Pub/sub channel of a flow run's state changes (named like its hash)."""
+    return flow_run(run_id)
 
 
 def flow_run_history(run_id: str) -> str:

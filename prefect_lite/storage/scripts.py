@@ -3,7 +3,8 @@
 ``propose_state`` checks the transition table (generated from ``states.TRANSITIONS``),
 the version and the lease token, writes the new state, appends to the history, moves
 the run between state indexes, the due set and the lease set, and releases pool slots on
-leaving a slot-holding state - all in one round trip.
+leaving a slot-holding state - all in one round trip. A flow run's new version is
+published on ``keys.flow_run_changes`` (waiters block on it instead of polling).
 
 Run hash fields: id, rec, state, type, name, ver, lease, run_count, start, end, score, slots.
 """
@@ -73,6 +74,8 @@ local function apply_state(key, hist, run_id, cur_type, ver, a, o)
   if to_type == 'CANCELLING' and cancel_chan ~= '' then
     redis.call('PUBLISH', cancel_chan, run_id)
   end
+  -- Flow runs (the ones indexed by state): wake whoever waits on this run's changes.
+  if idx ~= '' then redis.call('PUBLISH', key, ver) end
   return ver
 end
 """

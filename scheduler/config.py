@@ -25,5 +25,5 @@ class SchedulerConfig:
     plan_lease_seconds: float = 30.0
     retry_failed_seconds: float = 60.0
     promote_batch: int = 1000
-    late_batch: int = 5000
+    late_batch: int = 2000
     sweep_batch: int = 2000

@@ -123,7 +123,8 @@ class Watcher:
         """Until the run is final (then a short grace for late logs) or ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.show(self._new_states(), self._new_logs())
+            logs = self._new_logs()  # then the states, so no log is newer than them
+            self.show(self._new_states(refresh=bool(logs)), logs)
             if self.run.state is not None and self.run.state.is_final():
                 self._late_logs()
                 return self.run
@@ -136,8 +137,11 @@ class Watcher:
                 self.run.id, version=self.run.version, timeout=remaining
             )
 
-    def _new_states(self) -> list[State]:
-        if self.run.version <= self.states_shown:
+    def _new_states(self, refresh: bool = False) -> list[State]:
+        """States not shown yet (read when the run's version says there are some, or
+        when ``refresh``: new logs may come from states the run record read earlier
+        did not have yet)."""
+        if self.run.version <= self.states_shown and not refresh:
             return []
         states: list[State] = self.client.read_flow_run_states(self.run.id)
         fresh = states[self.states_shown :]

@@ -131,15 +131,14 @@ def wait_for_final_state(
 
 @contextmanager
 def _client(given: Any) -> Iterator[Any]:
-    """A sync client: the one given (an async ``PrefectClient``'s sync face), else a new
-    one closed afterwards."""
+    """A sync client: the one given (an async ``PrefectClient``'s sync face), else the
+    process's shared one for the current settings (its HTTP connections are kept)."""
     if given is not None:
         yield getattr(given, "_sync", given)
         return
-    from prefect_lite.client import get_client
+    from prefect_lite.engine.scope import engine_client
 
-    with get_client(sync_client=True) as own:
-        yield own
+    yield engine_client()
 
 
 def _as_uuid(name: str | uuid.UUID) -> uuid.UUID | None:

@@ -37,14 +37,16 @@ def wait_for_change(
     rid = str(run_id)
     timeout = max(0.0, min(timeout, MAX_WAIT_SECONDS))
     deadline = time.monotonic() + timeout
+    if known_version is not None or timeout == 0:  # changed already? no subscription needed
+        version = current_version(rid)
+        if version is None or version != known_version or timeout == 0:
+            return version
     client = get_redis()
     with translate_errors():
         pubsub = client.pubsub()
         try:
             pubsub.subscribe(keys.flow_run_changes(rid))
-            confirmed = pubsub.get_message(timeout=_CONFIRM_SECONDS)
-            if confirmed is None or confirmed.get("type") != "subscribe":
-                raise redis.ConnectionError("Redis did not confirm the subscription")
+            _await_confirmation(pubsub)
             version = current_version(rid)
             if version is None or (known_version is not None and version != known_version):
                 return version
@@ -56,3 +58,14 @@ def wait_for_change(
             return known
         finally:
             pubsub.close()
+
+
+def _await_confirmation(pubsub: redis.client.PubSub) -> None:
+    """Return once Redis has confirmed the SUBSCRIBE (a health-check pong may come first)."""
+    confirm_by = time.monotonic() + _CONFIRM_SECONDS
+    while True:
+        message = pubsub.get_message(timeout=max(0.0, confirm_by - time.monotonic()))
+        if message is not None and message.get("type") == "subscribe":
+            return
+        if time.monotonic() >= confirm_by:
+            raise redis.ConnectionError("Redis did not confirm the subscription in time")

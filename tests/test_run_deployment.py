@@ -460,6 +460,18 @@ def test_the_linked_task_run_follows_the_runs_states(
     assert link.state_type is StateType.COMPLETED
 
 
+def test_an_async_flow_awaits_it_and_links_the_run(deployment: Deployment) -> None:
+    @flow
+    async def parent() -> tuple[uuid.UUID, FlowRun]:
+        from prefect_lite import runtime
+
+        child = await run_deployment("typed/prod", parameters={"count": 1}, timeout=0)
+        return uuid.UUID(runtime.flow_run.id), child
+
+    parent_id, child = asyncio.run(parent())
+    assert child.parent_flow_run_id == parent_id and child.parent_task_run_id is not None
+
+
 def test_as_subflow_false_makes_an_unlinked_run(deployment: Deployment) -> None:
     @flow
     def parent() -> FlowRun:

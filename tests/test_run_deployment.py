@@ -521,6 +521,23 @@ def test_cli_run_prints_the_new_runs_id(
     assert run.parameters == {"label": "y", "count": 5} and "cli" in run.tags
 
 
+def test_cli_run_start_in_schedules_it_later(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
+) -> None:
+    before = _time.now()
+    code, out, err = _cli(
+        capsys, "deployment", "run", "typed/prod", "-p", "count=1", "--start-in", "3600",
+        "--flow-run-name", "later", "-q", "slow",
+    )  # fmt: skip
+    assert code == 0, err
+    with _client() as client:
+        run = client.read_flow_run(uuid.UUID(out.strip().splitlines()[-1]))
+    assert run.name == "later" and run.work_queue_name == "slow"
+    assert run.expected_start_time is not None
+    assert run.expected_start_time >= before + timedelta(seconds=3600)
+    assert redis_client.zscore(keys.scheduled_due(), str(run.id)) is not None
+
+
 def test_cli_run_json_and_idempotency(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -142,7 +142,9 @@ def _measure(server: Server, from_deployment: bool = True) -> dict[str, Any]:
             client.post("/api/flow_runs/", json=body).raise_for_status()
 
         figures["create"] = harness.measure(create, repeat=CREATE_REPEAT)
-        if from_deployment and _has_route(client, r"/api/deployments/\{\w+\}/create_flow_run"):
+        # Prefect's API is a mounted sub-app: its OpenAPI paths leave out the /api prefix.
+        route = r"(/api)?/deployments/\{\w+\}/create_flow_run"
+        if from_deployment and _has_route(client, route):
             deployment = _deployment_id(server, client, body)
 
             def from_dep() -> None:

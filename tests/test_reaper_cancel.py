@@ -247,3 +247,20 @@ def test_sigterm_to_a_worker_without_runs_exits_cleanly(client: Any, tmp_path: P
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
     assert "stopped" in worker.output()
+
+
+def test_a_killed_worker_s_crashed_run_has_its_on_crashed_hooks_run_by_a_live_worker(
+    client: Any, tmp_path: Path, marks: Path
+) -> None:
+    client.create_work_pool("pool")
+    dep = deploy("hooked")
+    with scheduler_process(tmp_path):
+        with worker_process(tmp_path, name="doomed") as doomed:
+            run = trigger(dep, seconds=120, marks=str(marks))
+            started(marks, run.id)
+            doomed.kill_group()
+        assert wait_final(run.id, timeout=CRASH_BOUND + MARGIN).state_name == "Crashed"
+        assert not (marks / "on_crashed").exists()  # nobody could run them yet
+        with worker_process(tmp_path, name="survivor"):
+            wait_for((marks / "on_crashed").exists, timeout=30, message="hooks did not run")
+    assert "stopped renewing its lease" in (marks / "on_crashed").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -34,6 +35,19 @@ def client() -> Any:
         yield c
 
 
+def cli_output(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect_lite", *args],
+        env=python_env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
 def history(client: Any, run: FlowRun) -> list[str]:
     return [s.name for s in client.read_flow_run_states(run.id)]
 
@@ -52,6 +66,10 @@ def test_a_worker_runs_a_deployment_run_in_its_own_process(client: Any, tmp_path
         assert any("Beginning flow run" in m for m in logs)
         found = client.read_workers("pool")
         assert [(w.name, w.status, w.pid) for w in found] == [("w1", "ONLINE", worker.pid)]
+        listed = json.loads(cli_output("worker", "ls", "--json"))
+        assert [(w["name"], w["status"]) for w in listed] == [("w1", "ONLINE")]
+        table = cli_output("worker", "ls")
+        assert "w1" in table and "ONLINE" in table
     assert client.read_workers("pool")[0].status == "OFFLINE"  # a clean stop says so
 
 

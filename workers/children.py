@@ -16,7 +16,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from workers.process import Child, Zygote
+from workers.process import Child, Zygote, ZygoteGone
 
 logger = logging.getLogger("prefect_lite.workers.children")
 
@@ -55,22 +55,46 @@ class ChildPool:
             self.zygote.request_fork()
 
     def take(self) -> Child:
+        """A warm child: a kept one, else a forked one (a dead zygote is replaced once)."""
         with self.lock:
             child = self.idle.pop() if self.idle else None
         if child is None:
-            if self.zygote.ready() == 0:
-                self.zygote.request_fork()
-            child = self.zygote.take_forked(FORK_TIMEOUT_SECONDS)
+            child = self._forked()
         self._top_up()
         return child
 
-    def assign(self, key: str, child: Child, kind: str, run_id: str, **payload: Any) -> None:
-        with self.lock:
-            self.busy[key] = child
-        try:
-            child.assign(kind, run_id, **payload)
-        finally:
-            self.wake()
+    def _forked(self) -> Child:
+        for attempt in range(2):
+            if not self.zygote.alive():
+                logger.warning("the zygote process is gone; starting a new one")
+                self.zygote = Zygote()
+            try:
+                if self.zygote.ready() == 0:
+                    self.zygote.request_fork()
+                return self.zygote.take_forked(FORK_TIMEOUT_SECONDS)
+            except (ZygoteGone, OSError):
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def assign(self, key: str, child: Child, kind: str, run_id: str, **payload: Any) -> Child:
+        """Give the child its work; a child found dead is dropped and another one used."""
+        for attempt in range(3):
+            with self.lock:
+                self.busy[key] = child
+            try:
+                child.assign(kind, run_id, **payload)
+                return child
+            except OSError:
+                with self.lock:
+                    self.busy.pop(key, None)
+                child.channel.close()
+                if attempt == 2:
+                    raise
+                child = self.take()
+            finally:
+                self.wake()
+        raise AssertionError("unreachable")
 
     def busy_children(self) -> list[Child]:
         with self.lock:

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -36,6 +37,10 @@ from typing import Any
 logger = logging.getLogger("prefect_lite.workers.process")
 
 FORK_TIMEOUT_SECONDS = 30.0
+
+
+class ZygoteGone(RuntimeError):
+    """The process that forks children is not there (a fresh one can be started)."""
 
 
 @dataclass(eq=False)
@@ -56,6 +61,7 @@ class Child:
 
     def assign(self, kind: str, run_id: str, **payload: Any) -> None:
         self.kind, self.run_id, self.done = kind, run_id, None
+        self.lease, self.assigned_at = str(payload.get("lease", "")), time.monotonic()
         self.cancel_sent_at = self.cancel_reason = None
         self.channel.send((kind, run_id, payload))
 
@@ -106,15 +112,21 @@ class Zygote:
         """Children forked or asked for and not taken yet."""
         return self._forked.qsize() + self.pending
 
-    def take_forked(self, timeout: float | None) -> Child:
-        try:
-            return self._forked.get(timeout=timeout)
-        except queue.Empty:
-            alive = self.proc.poll() is None
-            raise RuntimeError(
-                f"the worker's zygote process {'did not fork' if alive else 'is gone'} "
-                f"(exit code {self.proc.poll()})"
-            ) from None
+    def take_forked(self, timeout: float) -> Child:
+        """The next forked child; ``ZygoteGone`` if the zygote died or did not fork."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._forked.get(timeout=0.1)
+            except queue.Empty:
+                if not self.alive():
+                    exited = describe_exit(self.proc.poll())
+                    raise ZygoteGone(f"the zygote exited ({exited})") from None
+                if time.monotonic() > deadline:
+                    raise ZygoteGone(f"the zygote did not fork within {timeout:g} s") from None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def wait_exit(self, pid: int, timeout: float) -> int | None:
         with self._exits:

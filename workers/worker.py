@@ -185,9 +185,7 @@ class Worker:
         """Hand the claimed run to a warm child."""
         assert self.children is not None
         child = self.children.take()
-        child.lease = claimed.lease
-        child.assigned_at = _time.monotonic()
-        self.children.assign(
+        child = self.children.assign(
             claimed.run_id,
             child,
             "run",

@@ -408,3 +408,32 @@ def test_a_cache_policy_that_is_not_one_is_refused_at_declaration() -> None:
 
     with pytest.raises(DefinitionError, match="cache_policy must be a cache policy"):
         task(cache_policy="INPUTS")(lambda: 1)
+
+
+def test_persist_result_alone_means_the_default_policy_within_a_flow_run() -> None:
+    """As in Prefect: re-running the same flow run (same run id) reuses persisted results."""
+    from prefect_lite import flow, task
+    from prefect_lite.client import get_client
+    from prefect_lite.engine.flow_engine import run_flow
+    from prefect_lite.states import Scheduled
+
+    calls: list[int] = []
+
+    @task(persist_result=True)
+    def expensive(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    @flow
+    def pipeline(x: int) -> int:
+        return expensive(x)
+
+    state = pipeline(3, return_state=True)
+    assert state.result() == 6 and calls == [3]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        client.set_flow_run_state(run.id, Scheduled(), force=True)
+    assert run_flow(pipeline, flow_run_id=run.id) == 6
+    assert calls == [3]  # the second attempt of the same flow run hit the cache
+    pipeline(3)
+    assert calls == [3, 3]  # a new flow run (new run id) computes again

@@ -134,5 +134,12 @@ def task_failed(task: Any) -> None:
 
 
 def _policy(task: Any) -> Any:
+    """The task's cache policy; as in Prefect, ``persist_result=True`` with neither a policy
+    nor a key function means the DEFAULT policy (inputs + source + run id), which is what
+    lets a re-run of the same flow run (e.g. a resumed suspended run) reuse its results."""
     policy = getattr(task, "cache_policy", None)
+    if policy is None and task.persist_result is True and task.cache_key_fn is None:
+        from prefect_lite.cache_policies import DEFAULT
+
+        return DEFAULT
     return policy if policy is not None and hasattr(policy, "compute_key") else None

@@ -57,13 +57,18 @@ class CancelListener:
 
     def on_message(self, run_id: str) -> None:
         child = self.worker.running_child(run_id)
-        if child is not None and child.done is None:
-            request_cancel(self.worker, child)
+        if child is not None:
+            request_cancel(self.worker, child, run_id=run_id)
 
 
-def request_cancel(worker: Worker, child: Child, reason: str | None = None) -> None:
-    """SIGTERM the child's process (once); the monitor enforces the grace period."""
-    if child.cancel_sent_at is not None:
+def request_cancel(
+    worker: Worker, child: Child, reason: str | None = None, run_id: str | None = None
+) -> None:
+    """SIGTERM the child's process (once); the monitor enforces the grace period. With
+    ``run_id``: only if the child still runs that run (children are reused)."""
+    if child.cancel_sent_at is not None or child.done is not None:
+        return
+    if run_id is not None and child.run_id != run_id:
         return
     child.cancel_reason = reason
     child.cancel_sent_at = _time.monotonic()

@@ -44,15 +44,15 @@ class Heartbeat:
 
     def beat(self) -> None:
         worker = self.worker
-        children = [c for c in worker.active_runs() if c.run_id]
+        held = [(c, str(c.run_id), c.lease) for c in worker.active_runs() if c.run_id]
         answers = delivery.renew_leases(
-            [(str(c.run_id), c.lease) for c in children],
+            [(run_id, lease) for _, run_id, lease in held],
             _time.timestamp() + worker.lease_seconds,
         )
-        for child, answer in zip(children, answers, strict=True):
+        for (child, run_id, _lease), answer in zip(held, answers, strict=True):
             if answer == "CANCELLING":
-                request_cancel(worker, child)
-            elif answer == "LOST" and child.done is None:
+                request_cancel(worker, child, run_id=run_id)
+            elif answer == "LOST" and child.done is None and child.run_id == run_id:
                 logger.warning(
                     "Flow run %s is held by someone else now (lease taken over); stopping it",
                     child.run_id,

@@ -290,11 +290,12 @@ def child_main(sock: socket.socket) -> int:
 def _die_with_worker(fd: int) -> None:
     """The worker closes our channel only by dying or stopping: then so do we (a run's
     lease will expire). Watches for the hang-up without reading the channel."""
+    hang_up = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR  # Linux has RDHUP
     poller = select.poll()
-    poller.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    poller.register(fd, hang_up)
     while True:
         for _fd, events in poller.poll():
-            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+            if events & hang_up:
                 os.kill(os.getpid(), signal.SIGKILL)
 
 

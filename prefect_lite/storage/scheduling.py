@@ -48,68 +48,6 @@ for i = plain + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1
 """
 
-# KEYS: due set, run hash, ready list, admitted zset, overlap hash, deployment run index.
-# ARGV: run id, now, deployment id ('' = none), state index prefix, flow run key prefix.
-# Returns {outcome, ids of runs to cancel...}. Outcomes: ADMITTED, GONE (not due any more),
-# DUPLICATE (admitted before and not run since), HELD (a state the seam does not deliver),
-# EARLY, SKIP (overlap: cancel this run), WAIT (overlap buffer_one: stays due, and the run
-# hash's ``seen`` field says a scheduler deferred it on time, so it is not a missed run).
-_ADMIT = """
-local due, run, ready, admitted, overlap_h, depidx =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local id, now, dep, sprefix, rprefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local score = redis.call('ZSCORE', due, id)
-if not score then return {'GONE'} end
-score = tonumber(score)
-local f = redis.call('HMGET', run, 'type', 'name', 'run_count', 'adm')
-if f[1] ~= 'SCHEDULED' then redis.call('ZREM', due, id) return {'GONE'} end
-local rc = tonumber(f[3] or '0')
-if f[4] and tonumber(f[4]) >= rc then redis.call('ZREM', due, id) return {'DUPLICATE'} end
-if f[2] ~= 'Scheduled' and f[2] ~= 'Late' and f[2] ~= 'AwaitingRetry' then return {'HELD'} end
-if score > now then return {'EARLY'} end
-
-local function waiting_in_queue(other)
-  local g = redis.call('HMGET', rprefix .. other, 'type', 'run_count', 'adm')
-  return g[1] == 'SCHEDULED' and g[3] and tonumber(g[3]) >= tonumber(g[2] or '0')
-end
-
-local result = {'ADMITTED'}
-local policy = 'allow'
-if dep ~= '' then policy = redis.call('HGET', overlap_h, dep) or 'allow' end
-if policy ~= 'allow' then
-  local active = {}
-  for _, t in ipairs({'PENDING', 'RUNNING', 'CANCELLING', 'PAUSED'}) do
-    for _, r in ipairs(redis.call('ZINTER', 2, depidx, sprefix .. t)) do
-      table.insert(active, r)
-    end
-  end
-  for _, r in ipairs(redis.call('ZINTER', 2, depidx, admitted)) do
-    if r ~= id and waiting_in_queue(r) then table.insert(active, r) end
-  end
-  if #active > 0 then
-    if policy == 'skip' then return {'SKIP'} end
-    if policy == 'buffer_one' then
-      local earlier = redis.call('ZINTER', 2, depidx, due, 'WEIGHTS', 0, 1, 'WITHSCORES')
-      for i = 1, #earlier, 2 do
-        local other, at = earlier[i], tonumber(earlier[i + 1])
-        if other ~= id and (at < score or (at == score and other < id)) then
-          local g = redis.call('HMGET', rprefix .. other, 'run_count', 'adm')
-          if not (g[2] and tonumber(g[2]) >= tonumber(g[1] or '0')) then return {'SKIP'} end
-        end
-      end
-      redis.call('HSETNX', run, 'seen', now)
-      return {'WAIT'}
-    end
-    for _, r in ipairs(active) do table.insert(result, r) end
-  end
-end
-redis.call('ZREM', due, id)
-redis.call('RPUSH', ready, id)
-redis.call('HSET', run, 'adm', rc)
-redis.call('ZADD', admitted, score, id)
-return result
-"""
-
 _scripts: dict[tuple[int, str], Script] = {}
 
 
@@ -292,39 +230,6 @@ def read_facts(run_ids: Sequence[str]) -> list[RunFacts]:
         for rid, (rec, typ, name, count, adm, seen) in zip(run_ids, rows, strict=True)
         if rec
     ]
-
-
-@dataclass(frozen=True)
-class Admission:
-    """One run to admit onto ``ready`` (a key from ``keys.pool_queue_ready``)."""
-
-    run_id: str
-    ready: str
-    deployment_id: str | None
-
-
-def admit(entries: Sequence[Admission], now: float) -> list[list[str]]:
-    """Run the admission script for each entry; ``[outcome, ids to cancel...]`` each."""
-    if not entries:
-        return []
-    script = _script("admit", _ADMIT)
-    due, admitted, overlap = (
-        keys.scheduled_due(),
-        keys.scheduled_admitted(),
-        keys.deployment_overlap(),
-    )
-    sprefix, rprefix = keys.flow_run_state_index_prefix(), keys.flow_run_key_prefix()
-    with translate_errors():
-        pipe = get_redis().pipeline(transaction=False)
-        for e in entries:
-            dep = e.deployment_id or ""
-            dep_idx = keys.flow_run_index_deployment(dep) if dep else due
-            script(
-                keys=[due, keys.flow_run(e.run_id), e.ready, admitted, overlap, dep_idx],
-                args=[e.run_id, repr(now), dep, sprefix, rprefix],
-                client=pipe,
-            )
-        return [[str(x) for x in out] for out in pipe.execute()]
 
 
 # ----------------------------------------------------------------------------- late runs

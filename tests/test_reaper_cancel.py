@@ -22,7 +22,7 @@ from prefect_lite.cli._errors import run_cli
 from prefect_lite.client import get_client
 from prefect_lite.orchestration.reaper import Reaper
 from prefect_lite.states import Cancelling, Completed, Pending, Running
-from prefect_lite.storage import delivery, keys
+from prefect_lite.storage import keys, leases
 from tests._workers import (
     deploy,
     read,
@@ -112,7 +112,7 @@ def test_the_reaper_never_misjudges_a_run_that_finished(client: Any) -> None:
     for run in (finished, alive):
         client.set_flow_run_state(run.id, Running(), new_lease="tok", lease_expiry=now + 1)
     client.set_flow_run_state(finished.id, Completed(), lease="tok")
-    delivery.renew_leases([(str(alive.id), "tok")], now + 1000)
+    leases.renew_leases([(str(alive.id), "tok")], now + 1000)
     report = Reaper(interval_seconds=0).tick(_time.from_timestamp(now + 10))
     assert report.ran and report.crashed == [] and report.retrying == []
     assert (state_name(finished.id), state_name(alive.id)) == ("Completed", "Running")

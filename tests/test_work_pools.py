@@ -24,7 +24,7 @@ from prefect_lite.exceptions import ObjectAlreadyExists, ObjectNotFound, Validat
 from prefect_lite.orchestration import admission
 from prefect_lite.schemas import FlowRun
 from prefect_lite.states import Cancelling, Completed, Pending, Running, Scheduled
-from prefect_lite.storage import delivery, keys
+from prefect_lite.storage import delivery, keys, leases
 from prefect_lite.storage.connection import get_redis_bytes
 
 
@@ -243,8 +243,8 @@ def test_a_claim_makes_the_run_pending_under_a_lease(
     # The lease is the claimer's: a proposal with another token is stale.
     stale = client.set_flow_run_state(run.id, Running(), lease="someone-else")
     assert stale.status == "REJECT" and stale.details == "stale version or lease"
-    assert delivery.renew_leases([(str(run.id), claimed.lease)], 1e12) == ["PENDING"]
-    assert delivery.renew_leases([(str(run.id), "other")], 1e12) == ["LOST"]
+    assert leases.renew_leases([(str(run.id), claimed.lease)], 1e12) == ["PENDING"]
+    assert leases.renew_leases([(str(run.id), "other")], 1e12) == ["LOST"]
 
 
 def test_a_run_cancelled_while_queued_is_not_claimed(client: Any) -> None:

@@ -110,14 +110,14 @@ def test_limits_hold_across_three_workers_and_no_slot_leaks(
     narrow = deploy("sleepy", name="narrow", work_queue_name="narrow")
     free = deploy("sleepy", name="free")
     runs: dict[str, list[FlowRun]] = defaultdict(list)
-    for i in range(36):
-        dep = (capped, narrow, free)[i % 3]
-        runs[dep.name].append(trigger(dep, seconds=0.15))
     with (
         worker_process(tmp_path, name="a"),
         worker_process(tmp_path, name="b"),
         worker_process(tmp_path, name="c"),
     ):
+        for i in range(36):
+            dep = (capped, narrow, free)[i % 3]
+            runs[dep.name].append(trigger(dep, seconds=0.15))
         everything = [r for group in runs.values() for r in group]
         for run in everything:
             assert wait_final(run.id, timeout=60).state_name == "Completed"

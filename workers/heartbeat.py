@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from prefect_lite import _time
 from prefect_lite.exceptions import StoreUnavailable
-from prefect_lite.storage import delivery
+from prefect_lite.storage import leases
 from workers.cancellation import request_cancel
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Heartbeat:
     def beat(self) -> None:
         worker = self.worker
         held = [(c, str(c.run_id), c.lease) for c in worker.active_runs() if c.run_id]
-        answers = delivery.renew_leases(
+        answers = leases.renew_leases(
             [(run_id, lease) for _, run_id, lease in held],
             _time.timestamp() + worker.lease_seconds,
         )

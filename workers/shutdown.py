@@ -91,6 +91,7 @@ class Shutdown:
     def exit_now(self) -> None:
         """Kill every child; mark their runs CRASHED if Redis answers."""
         left = self.worker.active_runs()
+        self.worker.aborting = True  # the runs are recorded here, not by the monitor
         for child in left:
             child.signal(signal.SIGKILL)
         batch = runs.RunBatch()

@@ -63,6 +63,7 @@ class Worker:
         self.stopped = threading.Event()  # threads end
         self.started = _time.now()
         self.children: ChildPool | None = None
+        self.aborting = False  # exiting at once: ended runs are not reported one by one
         self._capacity = threading.Semaphore(options.limit) if options.limit else None
         self._threads: list[threading.Thread] = []
 
@@ -218,7 +219,8 @@ class Worker:
     def _finished(self, child: Child) -> None:
         """A child's run (or hooks) ended: record what needs recording, free the capacity."""
         try:
-            report_exit(self, child)
+            if not self.aborting:
+                report_exit(self, child)
         finally:
             self._give_capacity()
 

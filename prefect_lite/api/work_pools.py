@@ -28,6 +28,7 @@ from prefect_lite.schemas import (
 )
 from prefect_lite.states import State
 from prefect_lite.storage import delivery, keys, pools, runs
+from prefect_lite.storage import leases as run_leases
 
 POOL_TYPES = ("process",)
 DEFAULT_QUEUE = "default"
@@ -325,7 +326,7 @@ def renew_flow_run_leases(leases: list[LeaseRenewal], lease_seconds: float) -> l
     if len(leases) > MAX_RUNNER_ITEMS:
         raise ValidationError(f"at most {MAX_RUNNER_ITEMS} leases at once")
     pairs = [(str(item.flow_run_id), item.lease) for item in leases]
-    return delivery.renew_leases(pairs, _time.timestamp() + lease_seconds)
+    return run_leases.renew_leases(pairs, _time.timestamp() + lease_seconds)
 
 
 @operation("POST", "/flow_runs/{flow_run_id}/exit", tag="work_pools")

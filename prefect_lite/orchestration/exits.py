@@ -23,7 +23,7 @@ from prefect_lite import _time
 from prefect_lite.orchestration.cancel import settle_subflows
 from prefect_lite.schemas import FlowRun
 from prefect_lite.states import AwaitingRetry, Cancelled, Crashed, State, StateType
-from prefect_lite.storage import delivery, runs
+from prefect_lite.storage import delivery, leases, runs
 
 logger = logging.getLogger("prefect_lite.orchestration.exits")
 
@@ -68,7 +68,7 @@ def settle_exit(
         if state.type in (StateType.CANCELLED, StateType.CRASHED):
             settle_subflows(run.id, state.type, f"Its parent flow run ended {state.name}.")
         return None
-    if delivery.lease_of(str(run.id)) != lease:
+    if leases.lease_of(str(run.id)) != lease:
         return None
     if cancelled or state.type is StateType.CANCELLING:
         why = reason or state.message or "Cancelled."

@@ -33,7 +33,7 @@ from prefect_lite.orchestration.exits import crash_outcome
 from prefect_lite.schemas import FlowRun
 from prefect_lite.settings import get_settings
 from prefect_lite.states import Cancelled, Scheduled, StateType
-from prefect_lite.storage import delivery, pools, runs
+from prefect_lite.storage import delivery, leases, pools, runs
 
 logger = logging.getLogger("prefect_lite.orchestration.reaper")
 
@@ -78,14 +78,14 @@ class Reaper:
             return report
         self._next_pass = at + self.interval
         report.ran = True
-        for run_id in delivery.expired_leases(at, BATCH):
+        for run_id in leases.expired_leases(at, BATCH):
             self.reap_one(run_id, at, report)
         report.workers_offline = mark_silent_workers_offline(at)
         return report
 
     def reap_one(self, run_id: str, at: float, report: ReapReport) -> None:
         token = f"reaper-{uuid.uuid4().hex}"
-        taken = delivery.take_expired_lease(run_id, at, token)
+        taken = leases.take_expired_lease(run_id, at, token)
         if taken is None:
             return
         version, state_type = taken
@@ -93,7 +93,7 @@ class Reaper:
         if run is None:
             return
         if state_type == StateType.PENDING.value:
-            delivery.requeue_unstarted(run_id)
+            leases.requeue_unstarted(run_id)
             state = Scheduled(
                 scheduled_time=_time.from_timestamp(at),
                 message="Rescheduled: the worker that claimed it was lost before it started.",

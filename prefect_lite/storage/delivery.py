@@ -160,27 +160,6 @@ end
 return {}
 """
 
-# KEYS: lease zset.  ARGV: expiry, run key prefix, then run id / lease token pairs.
-# Extends each lease that is still the caller's and answers the run's state type; FREE
-# when the run holds no lease any more (it ended, or went back to SCHEDULED), LOST when
-# another holder has it (the reaper took it over).
-_RENEW = """
-local out = {}
-for i = 3, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', ARGV[2] .. id, 'lease', 'type')
-  if f[1] == token then
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], id)
-    out[#out + 1] = f[2]
-  elseif not f[1] then
-    out[#out + 1] = 'FREE'
-  else
-    out[#out + 1] = 'LOST'
-  end
-end
-return out
-"""
-
 _scripts: dict[tuple[int, str], Script] = {}
 
 
@@ -337,36 +316,6 @@ def wait_for_work(pool: str, queues: Sequence[str], timeout: float) -> str | Non
     return str(got[1]) if got[0] == hooks else ""
 
 
-def renew_leases(leases: Sequence[tuple[str, str]], expiry: float) -> list[str]:
-    """Extend each ``(run id, lease token)`` still held; each run's state type, or FREE
-    (no lease any more) or LOST (someone else holds it)."""
-    if not leases:
-        return []
-    args: list[Any] = [repr(expiry), keys.flow_run_key_prefix()]
-    for run_id, token in leases:
-        args += [run_id, token]
-    with translate_errors():
-        return [str(x) for x in _script("renew", _RENEW)(keys=[keys.leases()], args=args)]
-
-
-def expired_leases(now: float, limit: int) -> list[str]:
-    with translate_errors():
-        rows = get_redis().zrangebyscore(keys.leases(), "-inf", repr(now), start=0, num=limit)
-    return [str(r) for r in rows]
-
-
-def forget_leases(run_ids: Sequence[str]) -> None:
-    if run_ids:
-        with translate_errors():
-            get_redis().zrem(keys.leases(), *run_ids)
-
-
-def requeue_unstarted(run_id: str) -> None:
-    """Let a run that was claimed but never started be admitted again (drops ``adm``)."""
-    with translate_errors():
-        get_redis().hdel(keys.flow_run(run_id), "adm")
-
-
 # ----------------------------------------------------------------------------- notices
 
 
@@ -421,37 +370,6 @@ def mark_waiting(pool: str, runs: Sequence[tuple[str, float]]) -> None:
     if runs:
         with translate_errors():
             get_redis().zadd(keys.pool_waiting(pool), dict(runs), nx=True)
-
-
-def lease_of(run_id: str) -> str | None:
-    """The lease token the run is held under (None: not leased)."""
-    with translate_errors():
-        value = get_redis().hget(keys.flow_run(run_id), "lease")
-    return str(value) if value is not None else None
-
-
-# KEYS: lease zset, run hash.  ARGV: run id, now, new token.
-# Takes over an expired lease: only if its expiry has passed, the run gets the reaper's
-# token (a late heartbeat or proposal of the old holder is then stale). Answers
-# {version, type} or {} when the lease was renewed or released meanwhile.
-_TAKE = """
-local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not exp or tonumber(exp) > tonumber(ARGV[2]) then return {} end
-local f = redis.call('HMGET', KEYS[2], 'lease', 'ver', 'type')
-if not f[1] then redis.call('ZREM', KEYS[1], ARGV[1]) return {} end
-redis.call('HSET', KEYS[2], 'lease', ARGV[3])
-redis.call('ZREM', KEYS[1], ARGV[1])
-return {f[2] or '0', f[3] or ''}
-"""
-
-
-def take_expired_lease(run_id: str, now: float, token: str) -> tuple[int, str] | None:
-    """``(version, state type)`` if the run's lease had expired and is now ``token``'s."""
-    with translate_errors():
-        out = _script("take", _TAKE)(
-            keys=[keys.leases(), keys.flow_run(run_id)], args=[run_id, repr(now), token]
-        )
-    return (int(out[0]), str(out[1])) if out else None
 
 
 def due_runs_of(deployment_ids: Sequence[str], before: float, limit: int) -> list[str]:

@@ -202,10 +202,6 @@ class BaseRunInput(BaseModel):
 
         return dispatch(_send_input, self, flow_run_id, sender, key_prefix)
 
-
-class RunInput(BaseRunInput):
-    """Base of user-defined inputs: subclass it with the fields you want."""
-
     @classmethod
     def receive(
         cls,
@@ -217,7 +213,8 @@ class RunInput(BaseRunInput):
         flow_run_id: uuid.UUID | str | None = None,
         with_metadata: bool = False,
     ) -> Any:
-        """A handler yielding inputs of this type sent to the (current) flow run."""
+        """A handler yielding inputs of this type sent to the (current) flow run (for an
+        ``AutomaticRunInput``: the values, or with ``with_metadata`` the inputs)."""
         from prefect_lite.input.handlers import GetInputHandler
 
         return GetInputHandler(
@@ -230,6 +227,10 @@ class RunInput(BaseRunInput):
             flow_run_id=flow_run_id,
             with_metadata=with_metadata,
         )
+
+
+class RunInput(BaseRunInput):
+    """Base of user-defined inputs: subclass it with the fields you want."""
 
     @classmethod
     def subclass_from_base_model_type(cls, model_cls: type[BaseModel]) -> type[RunInput]:
@@ -258,31 +259,6 @@ class AutomaticRunInput(BaseRunInput, Generic[T]):
             f"{prefix}AutomaticRunInput", __base__=AutomaticRunInput, value=(_type, ...)
         )
         return cast(type[AutomaticRunInput[Any]], model)
-
-    @classmethod
-    def receive(
-        cls,
-        timeout: float | None = 3600,
-        poll_interval: float = 10,
-        raise_timeout_error: bool = False,
-        exclude_keys: set[str] | None = None,
-        key_prefix: str | None = None,
-        flow_run_id: uuid.UUID | str | None = None,
-        with_metadata: bool = False,
-    ) -> Any:
-        """A handler yielding the values (or, ``with_metadata``, the inputs) sent."""
-        from prefect_lite.input.handlers import GetInputHandler
-
-        return GetInputHandler(
-            run_input_cls=cls,
-            key_prefix=key_prefix or f"{cls.__name__.lower()}-auto",
-            timeout=timeout,
-            poll_interval=poll_interval,
-            raise_timeout_error=raise_timeout_error,
-            exclude_keys=exclude_keys,
-            flow_run_id=flow_run_id,
-            with_metadata=with_metadata,
-        )
 
 
 def run_input_subclass_from_type(_type: Any) -> type[RunInput] | type[AutomaticRunInput[Any]]:

@@ -6,7 +6,7 @@ import uuid
 
 from prefect_lite import states
 from prefect_lite.schemas import TaskRun
-from prefect_lite.storage import runs
+from prefect_lite.storage import runs, task_batch
 
 
 def _run(flow_run_id: uuid.UUID | None = None) -> TaskRun:
@@ -25,7 +25,7 @@ def test_interleaved_runs_keep_their_own_order_and_statuses_map_back() -> None:
         ("propose", a.id, states.Completed(), None, False),
         ("propose", b.id, states.Failed(), None, False),
     ]
-    statuses = runs.apply_task_changes(changes)
+    statuses = task_batch.apply_task_changes(changes)
     assert statuses == ["CREATED", "CREATED", "ACCEPT", "ACCEPT", "REJECT", "ACCEPT", "ACCEPT"]
     first, second = runs.read_runs("task", [a.id, b.id])
     assert first.state_name == "Completed" and first.version == 3 and first.run_count == 1
@@ -38,22 +38,24 @@ def test_interleaved_runs_keep_their_own_order_and_statuses_map_back() -> None:
 
 def test_later_batches_continue_a_run_and_terminal_states_stay_terminal() -> None:
     a = _run()
-    assert runs.apply_task_changes([("create", a.id, states.Pending(), a, False)]) == ["CREATED"]
+    assert task_batch.apply_task_changes([("create", a.id, states.Pending(), a, False)]) == [
+        "CREATED"
+    ]
     later = [
         ("propose", a.id, states.Running(), None, False),
         ("propose", a.id, states.Completed(), None, False),
         ("propose", a.id, states.Running(), None, False),
     ]
-    assert runs.apply_task_changes(later) == ["ACCEPT", "ACCEPT", "REJECT"]
+    assert task_batch.apply_task_changes(later) == ["ACCEPT", "ACCEPT", "REJECT"]
     forced = [("propose", a.id, states.Running(), None, True)]
-    assert runs.apply_task_changes(forced) == ["ACCEPT"]
+    assert task_batch.apply_task_changes(forced) == ["ACCEPT"]
     assert runs.read_run("task", a.id).run_count == 2
 
 
 def test_creating_an_existing_run_is_reported_and_changes_nothing() -> None:
     a = _run()
-    runs.apply_task_changes([("create", a.id, states.Completed(), a, False)])
-    again = runs.apply_task_changes(
+    task_batch.apply_task_changes([("create", a.id, states.Completed(), a, False)])
+    again = task_batch.apply_task_changes(
         [
             ("create", a.id, states.Pending(), a, False),
             ("propose", a.id, states.Running(), None, False),
@@ -69,5 +71,5 @@ def test_a_chain_the_table_refuses_takes_the_checked_path() -> None:
         ("create", a.id, states.Completed(), a, False),
         ("propose", a.id, states.Running(), None, False),
     ]
-    assert runs.apply_task_changes(changes) == ["CREATED", "REJECT"]
+    assert task_batch.apply_task_changes(changes) == ["CREATED", "REJECT"]
     assert runs.read_run("task", a.id).state_name == "Completed"

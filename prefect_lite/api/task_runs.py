@@ -11,7 +11,7 @@ from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import ObjectNotFound
 from prefect_lite.schemas import OrchestrationResult, TaskRun
 from prefect_lite.states import State
-from prefect_lite.storage import runs
+from prefect_lite.storage import runs, task_batch
 
 
 class TaskRunChange(BaseModel):
@@ -37,9 +37,16 @@ def create_task_run(task_run: TaskRun, state: State) -> TaskRun:
 @operation("POST", "/task_runs/changes", tag="task_runs")
 def apply_task_run_changes(changes: list[TaskRunChange]) -> list[str]:
     """Apply queued creates/proposals in order in one round trip; returns each status."""
-    return runs.apply_task_changes(
+    return apply_task_run_rows(
         [(c.op, c.task_run_id, c.state, c.task_run, c.force) for c in changes]
     )
+
+
+def apply_task_run_rows(rows: list[task_batch.TaskChange]) -> list[str]:
+    """``apply_task_run_changes`` from plain ``(op, task_run_id, state, task_run, force)``
+    rows: what an in-process client calls, skipping the change models (the engine's hot
+    path; the HTTP route above validates them)."""
+    return task_batch.apply_task_changes(rows)
 
 
 @operation("POST", "/task_runs/{task_run_id}/set_state", tag="task_runs")

@@ -185,11 +185,16 @@ class SyncPrefectClient:
     ) -> list[str]:
         """``apply_task_run_changes`` from plain ``(op, task_run_id, state, task_run, force)``
         rows, as the engine's background recorder queues them (the SDK never imports the
-        API layer, so the change records are built here)."""
-        from prefect_lite.api.task_runs import TaskRunChange
+        API layer, so the change records are built here). In process, the rows go to the
+        handler as they are (no change models to build, validate and take apart again)."""
+        from prefect_lite.api import task_runs
 
+        if getattr(self._transport, "is_local", False):
+            return task_runs.apply_task_run_rows(rows)
         changes = [
-            TaskRunChange(op=op, task_run_id=run_id, state=state, task_run=run, force=force)
+            task_runs.TaskRunChange(
+                op=op, task_run_id=run_id, state=state, task_run=run, force=force
+            )
             for op, run_id, state, run, force in rows
         ]
         return self.apply_task_run_changes(changes)

@@ -149,6 +149,13 @@ def task_run_index_flow_run(flow_run_id: str) -> str:
     return f"{prefix()}:tr:idx:fr:{flow_run_id}"
 
 
+def task_run_key_parts() -> tuple[str, str, str]:
+    """``(run key head, history suffix, flow-run index head)``: the task run batch script
+    builds ``task_run(id)``, ``history_of(task_run(id))`` and ``task_run_index_flow_run(id)``
+    from these, so a batch carries ids, not keys."""
+    return task_run(""), history_of(""), task_run_index_flow_run("")
+
+
 def task_run_state_index_prefix() -> str:
     return f"{prefix()}:tr:idx:state:"
 

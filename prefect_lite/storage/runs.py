@@ -22,15 +22,10 @@ from prefect_lite.storage import keys, scripts
 from prefect_lite.storage.connection import get_redis, translate_errors
 
 Kind = Literal["flow", "task"]
-_RECORD_EXCLUDE = {
-    "state",
-    "state_type",
-    "state_name",
-    "version",
-    "run_count",
-    "start_time",
-    "end_time",
-}
+# Fields the run hash keeps itself; the stored record leaves them out.
+RECORD_EXCLUDE = frozenset(
+    {"state", "state_type", "state_name", "version", "run_count", "start_time", "end_time"}
+)
 
 
 @dataclass
@@ -146,7 +141,7 @@ def _queue_create(pipe: Pipeline, kind: Kind, run: FlowRun | TaskRun, state: Sta
     if isinstance(run, FlowRun) and run.idempotency_key:
         scope = str(run.deployment_id or run.flow_id)
         idem = keys.flow_run_idempotency(scope, run.idempotency_key)
-    record = run.model_dump_json(exclude=_RECORD_EXCLUDE)
+    record = run.model_dump_json(exclude=RECORD_EXCLUDE)
     when = run.expected_start_time or state.state_details.scheduled_time or run.created
     args = [str(run.id), record, repr(when.timestamp())]
     args += _shared_args(kind, Proposal(state=state))
@@ -240,7 +235,7 @@ def update_record(kind: Kind, run_id: uuid.UUID | str, **fields: Any) -> None:
     updated = current.model_copy(update={**fields, "updated": _time.now()})
     with translate_errors():
         get_redis().hset(
-            _run_key(kind, str(run_id)), "rec", updated.model_dump_json(exclude=_RECORD_EXCLUDE)
+            _run_key(kind, str(run_id)), "rec", updated.model_dump_json(exclude=RECORD_EXCLUDE)
         )
 
 
@@ -344,60 +339,3 @@ def claim_slots(
                 "EVALSHA", scripts.sha("claim"), len(script_keys), *script_keys, *args
             )
     return (True, None) if int(raw[0]) == 1 else (False, int(raw[1]) - 1)
-
-
-TaskChange = tuple[str, "uuid.UUID | str", State, "TaskRun | None", bool]
-
-
-def apply_task_changes(changes: Sequence[TaskChange]) -> list[str]:
-    """Apply task run creates/proposals in ONE script call; a status per change, in order.
-
-    The engine's recorder sends thousands of these per second. Changes are grouped per
-    task run (each run's changes keep their order; different runs are independent), sent
-    as one JSON array, and a run created and finished within the batch is written with a
-    handful of commands instead of one script step per state.
-    """
-    if not changes:
-        return []
-    groups: list[list[Any]] = []
-    by_run: dict[str, list[Any]] = {}
-    slots: list[tuple[list[Any], int]] = []  # (group, position in it) per change
-    for op, run_id, state, run, force in changes:
-        rid = str(run_id)
-        group = by_run.get(rid)
-        if group is None or (op == "create" and run is not None):
-            key = keys.task_run(rid)
-            group = [op[0], key, keys.history_of(key), rid, [], [], [], [], []]
-            if op == "create" and run is not None:
-                when = run.expected_start_time or run.created
-                group += [
-                    [keys.task_run_index_flow_run(str(run.flow_run_id))] if run.flow_run_id else [],
-                    run.model_dump_json(exclude=_RECORD_EXCLUDE),
-                    repr(when.timestamp()),
-                ]
-            else:
-                group[0] = "p"
-            groups.append(group)
-            by_run[rid] = group
-        slots.append((group, len(group[4])))
-        group[4].append(state.model_dump_json())
-        group[5].append(canonical(state.type).value)
-        group[6].append(state.name or "")
-        group[7].append(repr(state.timestamp.timestamp()))
-        group[8].append("1" if force else "")
-    payload = serializers.dumps(groups)
-    r = get_redis()
-    sha = scripts.sha("task_batch")
-    with translate_errors():
-        try:
-            out = r.execute_command("EVALSHA", sha, 0, payload)
-        except NoScriptError:
-            scripts.load_all(r)
-            out = r.execute_command("EVALSHA", sha, 0, payload)
-    statuses = [str(s) for s in out]
-    offsets: dict[int, int] = {}
-    position = 0
-    for group in groups:
-        offsets[id(group)] = position
-        position += len(group[4])
-    return [statuses[offsets[id(group)] + i] for group, i in slots]

@@ -141,58 +141,67 @@ for i = 4, #KEYS do indexes[#indexes + 1] = KEYS[i] end
 return create_one(KEYS[1], KEYS[2], KEYS[3], indexes, ARGV[1], ARGV[2], ARGV[3], ARGV, 4)
 """
 
-# Task run changes in one call. ARGV[1]: JSON array of groups, each the changes of ONE
-# task run in order (groups of different runs are independent, so their relative order
-# does not matter):
-#   ["c", key, hist, run_id, [state_json...], [type...], [name...], [ts...], [force...],
-#    [index keys], record_json, score]   -- a run created in this batch, then its proposals
-#   ["p", key, hist, run_id, [state_json...], [type...], [name...], [ts...], [force...]]
+# Task run changes in one call (see storage.task_batch). ARGV[1]: JSON array of groups,
+# each the changes of ONE task run in order (groups of different runs are independent, so
+# their relative order does not matter). ARGV[2..4]: run key head, history suffix,
+# flow-run index head (keys.task_run_key_parts). State and record JSONs are the further
+# ARGV entries, named by their index:
+#   ["c", run_id, [state_arg...], [type...], [name...], [ts...], [force...],
+#    flow_run_id or '', record_arg, score]   -- a run created in this batch, then proposals
+#   ["p", run_id, [state_arg...], [type...], [name...], [ts...], [force...]]
 # Answers one status per change, group after group.
 # A new run whose whole chain the table accepts is written with a handful of commands
 # (one HSET, one RPUSH of all states); anything else goes through create_one/propose_one.
 _TASK_BATCH = r"""
 local ops = cjson.decode(ARGV[1])
+local head, hist_suffix, index_head = ARGV[2], ARGV[3], ARGV[4]
 local out = {}
 local function shared(op, i)
-  return {op[5][i], op[6][i], op[7][i], op[8][i], '', '', '0', '', '', '', '', ''}
+  return {ARGV[op[3][i]], op[4][i], op[5][i], op[6][i], '', '', '0', '', '', '', '', ''}
 end
-local function fast_chain(op)
-  local types, forces = op[6], op[9]
+local function fast_chain(key, types, forces)
   if T['>' .. types[1]] ~= 'A' then return false end
   for i = 2, #types do
     if forces[i] ~= '1' and T[types[i - 1] .. '>' .. types[i]] ~= 'A' then return false end
   end
-  return redis.call('EXISTS', op[2]) == 0
+  return redis.call('EXISTS', key) == 0
 end
 for _, op in ipairs(ops) do
-  local n = #op[5]
-  if op[1] == 'c' and fast_chain(op) then
-    local key, run_id, types, stamps = op[2], op[4], op[6], op[8]
+  local run_id, args, types, stamps = op[2], op[3], op[4], op[6]
+  local key = head .. run_id
+  local hist = key .. hist_suffix
+  local n = #args
+  local indexes = {}
+  if op[1] == 'c' and op[8] ~= '' then indexes[1] = index_head .. op[8] end
+  if op[1] == 'c' and fast_chain(key, types, op[7]) then
     local runs, start = 0, nil
+    local states = {}
     for i = 1, n do
+      states[i] = ARGV[args[i]]
       if types[i] == 'RUNNING' then
         runs = runs + 1
         if start == nil then start = stamps[i] end
       end
     end
-    local f = {'id', run_id, 'rec', op[11], 'score', op[12], 'ver', n, 'run_count', runs,
-               'state', op[5][n], 'type', types[n], 'name', op[7][n]}
+    local f = {'id', run_id, 'rec', ARGV[op[9]], 'score', op[10], 'ver', n, 'run_count', runs,
+               'state', states[n], 'type', types[n], 'name', op[5][n]}
     if start then f[#f + 1] = 'start'; f[#f + 1] = start end
     if TERMINAL[types[n]] then f[#f + 1] = 'end'; f[#f + 1] = stamps[n] end
     redis.call('HSET', key, unpack(f))
-    redis.call('RPUSH', op[3], unpack(op[5]))
-    for _, index in ipairs(op[10]) do redis.call('ZADD', index, op[12], run_id) end
+    redis.call('RPUSH', hist, unpack(states))
+    for _, index in ipairs(indexes) do redis.call('ZADD', index, op[10], run_id) end
     out[#out + 1] = 'CREATED'
     for _ = 2, n do out[#out + 1] = 'ACCEPT' end
   else
     local first = 1
     if op[1] == 'c' then
-      local made = create_one(op[2], op[3], '', op[10], op[4], op[11], op[12], shared(op, 1), 1)
+      local made = create_one(key, hist, '', indexes, run_id, ARGV[op[9]], op[10],
+                              shared(op, 1), 1)
       out[#out + 1] = made[1]
       first = 2
     end
     for i = first, n do
-      out[#out + 1] = propose_one(op[2], op[3], '', '', op[9][i], shared(op, i), 1)[1]
+      out[#out + 1] = propose_one(key, hist, '', '', op[7][i], shared(op, i), 1)[1]
     end
   end
 end

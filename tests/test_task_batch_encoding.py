@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -15,7 +15,7 @@ from prefect_lite.states import ResultRef, State, StateDetails, StateType
 from prefect_lite.storage import task_batch
 from prefect_lite.storage.runs import RECORD_EXCLUDE
 
-_WHEN = datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=timezone.utc)
+_WHEN = datetime(2026, 3, 29, 1, 30, 0, 0, tzinfo=UTC)
 
 STATES = [
     states.Pending(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel
@@ -42,7 +43,7 @@ def apply_task_run_changes(changes: list[TaskRunChange]) -> list[str]:
     )
 
 
-def apply_task_run_rows(rows: list[task_batch.TaskChange]) -> list[str]:
+def apply_task_run_rows(rows: Sequence[task_batch.TaskChange]) -> list[str]:
     """``apply_task_run_changes`` from plain ``(op, task_run_id, state, task_run, force)``
     rows: what an in-process client calls, skipping the change models (the engine's hot
     path; the HTTP route above validates them)."""

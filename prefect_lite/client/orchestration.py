@@ -181,7 +181,7 @@ class SyncPrefectClient:
         return self._call("apply_task_run_changes", changes=changes)
 
     def apply_task_run_rows(
-        self, rows: list[tuple[Any, uuid.UUID, State, TaskRun | None, bool]]
+        self, rows: list[tuple[str, uuid.UUID, State, TaskRun | None, bool]]
     ) -> list[str]:
         """``apply_task_run_changes`` from plain ``(op, task_run_id, state, task_run, force)``
         rows, as the engine's background recorder queues them (the SDK never imports the
@@ -192,8 +192,8 @@ class SyncPrefectClient:
         if getattr(self._transport, "is_local", False):
             return task_runs.apply_task_run_rows(rows)
         changes = [
-            task_runs.TaskRunChange(
-                op=op, task_run_id=run_id, state=state, task_run=run, force=force
+            task_runs.TaskRunChange.model_validate(
+                {"op": op, "task_run_id": run_id, "state": state, "task_run": run, "force": force}
             )
             for op, run_id, state, run, force in rows
         ]

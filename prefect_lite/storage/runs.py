@@ -23,7 +23,7 @@ from prefect_lite.storage.connection import get_redis, translate_errors
 
 Kind = Literal["flow", "task"]
 # Fields the run hash keeps itself; the stored record leaves them out.
-RECORD_EXCLUDE = frozenset(
+RECORD_EXCLUDE = set(
     {"state", "state_type", "state_name", "version", "run_count", "start_time", "end_time"}
 )
 

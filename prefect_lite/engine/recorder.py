@@ -26,7 +26,7 @@ from prefect_lite.states import State
 
 logger = logging.getLogger("prefect_lite.engine.recorder")
 
-MAX_BATCH = 2000  # changes per pipeline
+MAX_BATCH = 300  # changes per script call: small batches keep the wait at flush() short
 FLUSH_TIMEOUT_SECONDS = 30.0
 IDLE_POLL_SECONDS = 1.0
 

@@ -21,7 +21,7 @@ from prefect_lite import _time, schedules
 from prefect_lite.orchestration import admission
 from prefect_lite.schemas import Deployment
 from prefect_lite.states import Cancelled
-from prefect_lite.storage import deployments, runs, scheduling
+from prefect_lite.storage import deployments, keys, runs, scheduling
 from scheduler.config import SchedulerConfig
 from scheduler.planner import SCHEDULE_ID_LABEL, SCHEDULED_FOR_LABEL
 
@@ -72,6 +72,20 @@ class Promoter:
         self._held = seen_held if len(seen_held) <= MAX_HELD_MEMO else {}
         return report
 
+    def stage(self, due_at: float, now: float) -> Staged | None:
+        """Prepare the admission of the runs falling due in ``(now, due_at]``, to be
+        executed once the clock reaches ``due_at`` (None when there are none)."""
+        key = keys.scheduled_due()
+        found = scheduling.scores_between(key, now, due_at, self.config.stage_limit)
+        if not found:
+            return None
+        when, size = _time.from_timestamp(due_at), self.config.promote_batch
+        ids = [rid for rid, _ in found]
+        del found
+        # Page by page, so only one page's records and deployments are in memory at once.
+        pages = [admission.prepare(ids[i : i + size], when) for i in range(0, len(ids), size)]
+        return Staged(pages)
+
     def _apply_catchup(self, missed: set[str], now: datetime) -> set[str]:
         """Cancel the missed auto-scheduled runs their catch-up policy does not run."""
         facts = scheduling.read_facts(sorted(missed))
@@ -100,6 +114,27 @@ class Promoter:
         batch.execute()
         logger.info("cancelled %d missed run(s) per their catch-up policy", len(dropped))
         return {rid for rid, _ in dropped}
+
+
+class Staged:
+    """Prepared admissions of the runs falling due at one instant, page by page."""
+
+    def __init__(self, pages: list[admission.PreparedSubmit]) -> None:
+        self.pages = pages
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.pages)
+
+    def execute(self) -> PromoteReport:
+        """Admit them (call no earlier than their instant)."""
+        report = PromoteReport()
+        for page in self.pages:
+            result = page.execute()
+            report.admitted += len(result.admitted)
+            report.waiting += len(result.waiting)
+            report.skipped += len(result.skipped)
+            report.held += len(result.held)
+        return report
 
 
 def _catchup(

@@ -4,7 +4,10 @@ Steps, in order: ``plan`` (create runs up to the horizon), ``promote`` (hand due
 their pool queue), ``mark_late``, then ``hooks`` (callables of ``now`` registered by other
 services, e.g. the workers' lease reaper). Tests call ``tick`` with a fake clock; the loop
 (``run``) sleeps until the next due run, the next planning time or ``loop_seconds``,
-whichever comes first, and stops when its event is set (SIGINT/SIGTERM in the CLI).
+whichever comes first, and stops when its event is set (SIGINT/SIGTERM in the CLI). When
+runs fall due within ``stage_seconds``, the loop prepares their admission (reads, limits,
+packed scripts) ahead and sends it the moment they are due, so neither preparing nor
+planning delays them (``promote_on_time``).
 
 Any number of schedulers may run against one Redis: every step is safe to repeat.
 """
@@ -30,6 +33,7 @@ from scheduler.promoter import Promoter, PromoteReport
 logger = logging.getLogger("prefect_lite.scheduler")
 
 Hook = Callable[[datetime], Any]
+_STEPS_BEFORE_DUE = 0.5  # seconds: no other step starts closer than this to a staged instant
 _registered_hooks: list[tuple[str, Hook]] = []
 
 
@@ -108,13 +112,36 @@ class Scheduler:
                 wake = min(wake, upcoming)
         return max(0.0, wake - now)
 
+    def promote_on_time(self, stop: threading.Event) -> bool:
+        """Prepare the runs falling due next (within ``stage_seconds``), wait for their
+        instant - marking late runs and running hooks each ``loop_seconds`` meanwhile -
+        then admit them; False when nothing falls due that soon."""
+        now = _time.timestamp()
+        due_at = scheduling.next_due_after(now)
+        if due_at is None or due_at - now > self.config.stage_seconds:
+            return False
+        staged = self.promoter.stage(due_at, now)
+        if staged is None:
+            return False
+        while not stop.is_set():
+            left = due_at - _time.timestamp()
+            if left <= 0:
+                staged.execute()
+                return True
+            stop.wait(min(left, self.config.loop_seconds))
+            if due_at - _time.timestamp() > _STEPS_BEFORE_DUE:
+                at = _time.now()
+                self.mark_late(at)
+                self.run_hooks(at)
+        return True
+
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; Redis outages and failed ticks are logged, not fatal."""
         logger.info("scheduler started")
         while not stop.is_set():
             try:
                 report = self.tick()
-                pause = self.seconds_until_next(report)
+                pause = 0.0 if self.promote_on_time(stop) else self.seconds_until_next(report)
             except StoreUnavailable as exc:
                 logger.warning("Redis unavailable, retrying: %s", exc)
                 pause = self.config.loop_seconds

@@ -107,6 +107,13 @@ class _Limits:
             out.append((keys.slot_deployment(dep_id), d.concurrency_limit if d else None))
         return out
 
+    def slim(self) -> None:
+        """Keep only what tallying outcomes needs (a prepared submit may wait a while)."""
+        self.deployments = {
+            k: d for k, d in self.deployments.items() if d.collision_strategy == "CANCEL_NEW"
+        }
+        self.free = {}
+
     def cancels_new(self, dep_id: str | None) -> bool:
         d = self.deployments.get(dep_id or "")
         return d is not None and d.collision_strategy == "CANCEL_NEW"
@@ -133,6 +140,52 @@ def _queue_of(record: dict[str, object]) -> str:
 def submit(flow_run_ids: Iterable[str], now: datetime | None = None) -> SubmitResult:
     """Admit each due run to its pool queue (see the module docstring); never raises for
     a run that changed meanwhile - it is reported as ``gone``."""
+    return prepare(flow_run_ids, now).execute()
+
+
+class PreparedSubmit:
+    """A ``submit`` whose reads and script packing are done; ``execute`` runs the scripts.
+
+    The scheduler prepares the runs falling due at an instant shortly before it and
+    executes at that instant, so promotion is not delayed by preparing. The scripts check
+    again when they run (due, state, overlap, slots), so nothing read early is trusted.
+    """
+
+    def __init__(self, result: SubmitResult, limits: _Limits | None = None,
+                 entries: list[delivery.Admission] | None = None,
+                 held_back: dict[str, list[tuple[str, float]]] | None = None,
+                 at: float = 0.0) -> None:  # fmt: skip
+        self.result, self._limits, self._entries = result, limits, entries or []
+        self._held_back = held_back or {}
+        self._scripts = delivery.prepare_admit(self._entries, at)
+        self._scripts.pack()
+        if limits is not None:
+            limits.slim()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def execute(self) -> SubmitResult:
+        """Run the scripts now (again, if called again: each run is admitted once)."""
+        result = SubmitResult(**{name: list(ids) for name, ids in vars(self.result).items()})
+        if self._limits is None:
+            return result
+        outcomes = self._scripts.send()
+        for pool, waiting in self._held_back.items():
+            delivery.mark_waiting(pool, waiting)
+        cancel_new = _tally(self._entries, outcomes, self._limits, result)
+        _cancel(result.skipped, "Skipped: the deployment already has an active run "
+                "(overlap policy).")  # fmt: skip
+        _cancel(cancel_new, "Cancelled: the deployment is at its concurrency limit "
+                "(collision strategy CANCEL_NEW).")  # fmt: skip
+        result.skipped += cancel_new
+        _cancel_others(result.cancelling)
+        return result
+
+
+def prepare(flow_run_ids: Iterable[str], now: datetime | None = None) -> PreparedSubmit:
+    """Read and pack a ``submit`` of these runs at ``now`` (default: the clock), to be
+    executed no earlier than ``now``."""
     at = (now or _time.now()).timestamp()
     result = SubmitResult()
     ids = [str(i) for i in flow_run_ids]
@@ -145,24 +198,21 @@ def submit(flow_run_ids: Iterable[str], now: datetime | None = None) -> SubmitRe
         else:
             result.held.append(f.run_id)
     if not candidates:
-        return result
+        return PreparedSubmit(result)
     limits = _Limits(candidates)
-    entries = _plan(candidates, limits, result)
-    outcomes = delivery.admit(entries, at)
-    cancel_new = _tally(entries, outcomes, limits, result)
-    _cancel(result.skipped, "Skipped: the deployment already has an active run (overlap policy).")
-    _cancel(cancel_new, "Cancelled: the deployment is at its concurrency limit "
-            "(collision strategy CANCEL_NEW).")  # fmt: skip
-    result.skipped += cancel_new
-    _cancel_others(result.cancelling)
-    return result
+    held_back: dict[str, list[tuple[str, float]]] = {}
+    entries = _plan(candidates, limits, result, held_back)
+    return PreparedSubmit(result, limits, entries, held_back, at)
 
 
 def _plan(
-    candidates: list[scheduling.RunFacts], limits: _Limits, result: SubmitResult
+    candidates: list[scheduling.RunFacts],
+    limits: _Limits,
+    result: SubmitResult,
+    held_back: dict[str, list[tuple[str, float]]],
 ) -> list[delivery.Admission]:
     """The runs worth an admission script: not paused, and fitting the free slots as read
-    (runs held back are noted in their pool's waiting set)."""
+    (runs held back are collected per pool in ``held_back``, for its waiting set)."""
     planned = []
     for f in candidates:
         pool, queue = str(f.record["work_pool_name"]), _queue_of(f.record)
@@ -170,7 +220,6 @@ def _plan(
         planned.append((f, pool, queue, dep, limits.slots(pool, queue, dep)))
     limits.read_usage(slot for *_, slots in planned for slot in slots)
     entries: list[delivery.Admission] = []
-    held_back: dict[str, list[tuple[str, float]]] = {}
     for f, pool, queue, dep, slots in planned:
         deliverable = (
             f.state_type == "SCHEDULED" and f.state_name in _DELIVERABLE and not f.admitted
@@ -182,8 +231,6 @@ def _plan(
             continue
         limits.take(slots)
         entries.append(delivery.Admission(f.run_id, pool, queue, dep, slots))
-    for pool, waiting in held_back.items():
-        delivery.mark_waiting(pool, waiting)
     return entries
 
 

@@ -5,10 +5,11 @@ holds run ids as RQ job ids, an RQ job hash per queued run (JSON serializer, pay
 run id only), and the queue registry (``rq info`` shows our queues). prefect_lite owns the
 run state, so both ends are single Lua steps instead of RQ's enqueue/dequeue:
 
-- ``admit`` (one script per run): re-checks the run is due and deliverable, applies the
-  deployment's overlap policy, takes a slot in every (pool, queue, deployment) slot set or
-  in none, and only then writes the RQ job, pushes its id on the RQ queue and one wake-up
-  token on the queue's bell. A run that does not fit waits in the pool's waiting set.
+- ``admit`` (one script per run, in ``storage.admitting``): re-checks the run is due and
+  deliverable, applies the deployment's overlap policy, takes a slot in every (pool,
+  queue, deployment) slot set or in none, and only then writes the RQ job, pushes its id
+  on the RQ queue and one wake-up token on the queue's bell. A run that does not fit
+  waits in the pool's waiting set.
 - ``claim`` (one script per claim): pops ids from the worker's queues in priority order and
   turns the first still-admitted SCHEDULED run PENDING under a new lease, through the same
   ``apply_state`` and transition table as ``propose_state``. Popping and claiming in one
@@ -27,113 +28,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.commands.core import Script
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
-from rq.utils import now as rq_now
-from rq.utils import utcformat
 
 from prefect_lite.storage import keys, scripts
+from prefect_lite.storage.admitting import JOB_FUNCTION as JOB_FUNCTION
+from prefect_lite.storage.admitting import Admission as Admission
+from prefect_lite.storage.admitting import PreparedAdmit as PreparedAdmit
+from prefect_lite.storage.admitting import admit as admit
+from prefect_lite.storage.admitting import job_fields as job_fields
+from prefect_lite.storage.admitting import prepare_admit as prepare_admit
 from prefect_lite.storage.connection import get_redis, get_redis_bytes, translate_errors
 
-# What ``rq worker`` would import for our jobs; prefect_lite's workers never call it.
-JOB_FUNCTION = "workers.process.execute_flow_run"
-BELL_CAP = 1024  # wake-up tokens kept per queue (enough to wake every blocked worker)
 MAX_POPS = 200  # ids one claim may pop and drop (cancelled meanwhile) before it returns
 
-_ADMIT = """
-local due, run, ready, admitted, overlap_h, depidx, bell, jobkey, registry, waiting =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local id, now, dep, sprefix, rprefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local bell_cap, nslots = tonumber(ARGV[6]), tonumber(ARGV[7])
-local score = redis.call('ZSCORE', due, id)
-if not score then redis.call('ZREM', waiting, id) return {'GONE'} end
-score = tonumber(score)
-local f = redis.call('HMGET', run, 'type', 'name', 'run_count', 'adm')
-if f[1] ~= 'SCHEDULED' then
-  redis.call('ZREM', due, id) redis.call('ZREM', waiting, id) return {'GONE'}
-end
-local rc = tonumber(f[3] or '0')
-if f[4] and tonumber(f[4]) >= rc then
-  redis.call('ZREM', due, id) redis.call('ZREM', waiting, id) return {'DUPLICATE'}
-end
-if f[2] ~= 'Scheduled' and f[2] ~= 'Late' and f[2] ~= 'AwaitingRetry' then return {'HELD'} end
-if score > now then return {'EARLY'} end
-
-local function waiting_in_queue(other)
-  local g = redis.call('HMGET', rprefix .. other, 'type', 'run_count', 'adm')
-  return g[1] == 'SCHEDULED' and g[3] and tonumber(g[3]) >= tonumber(g[2] or '0')
-end
-
-local result = {'ADMITTED'}
-local policy = 'allow'
-if dep ~= '' then policy = redis.call('HGET', overlap_h, dep) or 'allow' end
-if policy ~= 'allow' then
-  local active = {}
-  for _, t in ipairs({'PENDING', 'RUNNING', 'CANCELLING', 'PAUSED'}) do
-    for _, r in ipairs(redis.call('ZINTER', 2, depidx, sprefix .. t)) do
-      table.insert(active, r)
-    end
-  end
-  for _, r in ipairs(redis.call('ZINTER', 2, depidx, admitted)) do
-    if r ~= id and waiting_in_queue(r) then table.insert(active, r) end
-  end
-  if #active > 0 then
-    if policy == 'skip' then return {'SKIP'} end
-    if policy == 'buffer_one' then
-      local earlier = redis.call('ZINTER', 2, depidx, due, 'WEIGHTS', 0, 1, 'WITHSCORES')
-      for i = 1, #earlier, 2 do
-        local other, at = earlier[i], tonumber(earlier[i + 1])
-        if other ~= id and (at < score or (at == score and other < id)) then
-          local g = redis.call('HMGET', rprefix .. other, 'run_count', 'adm')
-          if not (g[2] and tonumber(g[2]) >= tonumber(g[1] or '0')) then return {'SKIP'} end
-        end
-      end
-      redis.call('HSETNX', run, 'seen', now)
-      return {'WAIT'}
-    end
-    for _, r in ipairs(active) do table.insert(result, r) end
-  end
-end
-
--- Slots: one in every set, or none (then the run waits, and says which set was full).
-for i = 1, nslots do
-  local slot, limit = KEYS[10 + i], ARGV[7 + i]
-  if limit ~= '' and redis.call('ZSCORE', slot, id) == false then
-    if redis.call('ZCARD', slot) >= tonumber(limit) then
-      redis.call('ZADD', waiting, score, id)
-      result[1] = 'FULL:' .. i
-      return result
-    end
-  end
-end
-local held = {}
-for i = 1, nslots do
-  redis.call('ZADD', KEYS[10 + i], now, id)
-  held[#held + 1] = KEYS[10 + i]
-end
-if nslots > 0 then redis.call('HSET', run, 'slots', table.concat(held, ' ')) end
-
-redis.call('ZREM', due, id)
-redis.call('ZREM', waiting, id)
-redis.call('HSET', run, 'adm', rc)
-redis.call('ZADD', admitted, score, id)
-local job = {}
-for i = 8 + nslots, #ARGV do job[#job + 1] = ARGV[i] end
-if #job > 0 then redis.call('HSET', jobkey, unpack(job)) end
-redis.call('RPUSH', ready, id)
-redis.call('SADD', registry, ready)
-redis.call('RPUSH', bell, '1')
-redis.call('LTRIM', bell, -bell_cap, -1)
-return result
-"""
-
-# KEYS: lease zset, admitted zset, due zset, then the RQ queue lists in priority order.
-# ARGV: Pending state JSON, now, state index prefix, lease token, lease expiry,
-#       run key prefix, RQ job key prefix, max pops, admit list, cancel channel,
-#       history key suffix.
-# Returns {run id, queue list key, version, state JSON}, {} when the queues are empty, or
-# {'', 'MORE'} when it dropped MAX_POPS stale ids (call again).
 _CLAIM = """
 local leases, admitted, due = KEYS[1], KEYS[2], KEYS[3]
 local pending, now, sprefix, token, expiry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -184,76 +93,6 @@ def rq_queue(pool: str, queue: str) -> Queue:
     return Queue(
         keys.rq_queue_name(pool, queue), connection=get_redis_bytes(), serializer=JSONSerializer
     )
-
-
-def job_fields(run_id: str, pool: str, queue: str) -> list[Any]:
-    """The RQ job hash of a queued run, as RQ writes it, flattened to field/value pairs."""
-    job = Job.create(
-        JOB_FUNCTION,
-        args=[run_id],
-        id=run_id,
-        connection=get_redis_bytes(),
-        serializer=JSONSerializer,
-        origin=keys.rq_queue_name(pool, queue),
-        description=f"flow run {run_id}",
-    )
-    fields = job.to_dict()
-    fields["status"] = JobStatus.QUEUED.value
-    fields["enqueued_at"] = utcformat(rq_now())
-    flat: list[Any] = []
-    for name, value in fields.items():
-        flat += [name, value.value if isinstance(value, JobStatus) else value]
-    return flat
-
-
-@dataclass(frozen=True)
-class Admission:
-    """One run to admit onto the RQ queue of ``pool``/``queue``."""
-
-    run_id: str
-    pool: str
-    queue: str
-    deployment_id: str | None
-    slots: Sequence[tuple[str, int | None]]  # (slot set key, limit or None)
-
-
-def admit(entries: Sequence[Admission], now: float) -> list[list[str]]:
-    """Run the admission script for each entry: ``[outcome, ids to cancel...]`` each.
-
-    Outcomes: ADMITTED, FULL:<n> (slot set n, from 1, is full; the run waits), GONE,
-    DUPLICATE, HELD, EARLY, SKIP, WAIT (see ``orchestration.admission``).
-    """
-    if not entries:
-        return []
-    script = _script("admit", _ADMIT)
-    due, admitted, overlap = (
-        keys.scheduled_due(),
-        keys.scheduled_admitted(),
-        keys.deployment_overlap(),
-    )
-    sprefix, rprefix = keys.flow_run_state_index_prefix(), keys.flow_run_key_prefix()
-    with translate_errors():
-        pipe = get_redis().pipeline(transaction=False)
-        for e in entries:
-            dep = e.deployment_id or ""
-            script_keys = [
-                due,
-                keys.flow_run(e.run_id),
-                keys.pool_queue_ready(e.pool, e.queue),
-                admitted,
-                overlap,
-                keys.flow_run_index_deployment(dep) if dep else due,
-                keys.queue_bell(e.pool, e.queue),
-                keys.rq_job(e.run_id),
-                keys.RQ_QUEUES,
-                keys.pool_waiting(e.pool),
-                *[slot for slot, _ in e.slots],
-            ]
-            args: list[Any] = [e.run_id, repr(now), dep, sprefix, rprefix, BELL_CAP, len(e.slots)]
-            args += ["" if limit is None else str(limit) for _, limit in e.slots]
-            args += job_fields(e.run_id, e.pool, e.queue)
-            script(keys=script_keys, args=args, client=pipe)
-        return [[str(x) for x in out] for out in pipe.execute()]
 
 
 @dataclass(frozen=True)

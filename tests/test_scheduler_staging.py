@@ -57,6 +57,19 @@ def test_staging_writes_nothing_and_executing_admits(redis_client: redis.Redis) 
     assert staged.execute().admitted == 0  # sent again: each run is admitted once
 
 
+def test_a_server_that_lost_its_scripts_since_staging_still_admits(
+    redis_client: redis.Redis,
+) -> None:
+    dep = deploy("flushed", schedules=[Cron("* * * * *")])
+    scheduler = Scheduler()
+    scheduler.tick(at(-1))
+    staged = scheduler.promoter.stage(at(60).timestamp(), at(57).timestamp())
+    assert staged is not None
+    redis_client.script_flush()
+    assert staged.execute().admitted == 1
+    assert ready(redis_client) == [str(scheduled_run_id(dep.id, at(60)))]
+
+
 def test_the_staged_job_hash_is_rqs() -> None:
     dep = deploy("one", schedules=[Cron("* * * * *")])
     scheduler = Scheduler()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.commands.core import Script
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -230,7 +231,10 @@ class PreparedAdmit:
         with translate_errors():
             try:
                 return self._send(r)
-            except NoScriptError:  # the server lost its script cache since packing
+            except (RedisConnectionError, NoScriptError):
+                # A stale pooled connection, or a server that lost its script cache (a
+                # restart): send again. The scripts re-check everything, so a run the
+                # first try admitted comes back GONE, never twice on a queue.
                 r.script_load(self._source)
                 return self._send(r)
 

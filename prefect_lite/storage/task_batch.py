@@ -80,14 +80,23 @@ def _state_dict(state: State) -> dict[str, Any]:
 
 
 def encode_state(state: State) -> bytes:
-    """The stored JSON of a state: parses to the same ``State`` as ``to_record()``."""
-    return orjson.dumps(_state_dict(state), default=_default, option=_OPTIONS)
+    """The stored JSON of a state: parses to the same ``State`` as ``to_record()``.
+
+    A value orjson cannot write (e.g. an integer beyond 64 bits in the details) takes
+    pydantic's serializer, which can."""
+    try:
+        return orjson.dumps(_state_dict(state), default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        return state.model_dump_json().encode()
 
 
 def encode_record(run: TaskRun) -> bytes:
     """The stored JSON of a task run record, without the fields the run hash keeps."""
     fields = {k: v for k, v in run.__dict__.items() if k not in RECORD_EXCLUDE}
-    return orjson.dumps(fields, default=_default, option=_OPTIONS)
+    try:
+        return orjson.dumps(fields, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        return run.model_dump_json(exclude=RECORD_EXCLUDE).encode()
 
 
 def apply_task_changes(changes: Sequence[TaskChange]) -> list[str]:

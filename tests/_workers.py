@@ -21,6 +21,8 @@ from prefect_lite.client import get_client
 from prefect_lite.orchestration import admission
 from prefect_lite.schemas import Deployment, FlowRun
 from prefect_lite.states import Scheduled
+from prefect_lite.storage import keys
+from prefect_lite.storage.connection import get_redis
 from tests.helpers import REPO_ROOT, pid_alive, python_env, wait_for
 
 FLOWS = "tests/fixtures/worker_flows.py"
@@ -70,7 +72,38 @@ def wait_final(run_id: uuid.UUID | str, timeout: float = 30.0) -> FlowRun:
         run = read(run_id)
         return run if run.state is not None and run.state.is_final() else None
 
-    return wait_for(final, timeout=timeout, interval=0.02, message=f"run {run_id} did not end")
+    try:
+        return wait_for(final, timeout=timeout, interval=0.02, message=f"run {run_id} did not end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{describe(run_id)}") from None
+
+
+def describe(run_id: uuid.UUID | str) -> str:
+    """Where a run stands in the store: its state history and the sets that hold it (for
+    the message of a test that waited on it in vain)."""
+    rid = str(run_id)
+    r = get_redis()
+    run = read(rid)
+    with get_client(sync_client=True) as client:
+        states = [s.name for s in client.read_flow_run_states(run.id)]
+    held = r.hget(keys.flow_run(rid), "slots") or ""
+    sets = {
+        "due": keys.scheduled_due(),
+        "admitted": keys.scheduled_admitted(),
+        "leases": keys.leases(),
+        "waiting": keys.pool_waiting(run.work_pool_name or ""),
+    }
+    member_of = [name for name, key in sets.items() if r.zscore(key, rid) is not None]
+    slot_sets = {
+        key: sorted(str(m) for m in r.zrange(key, 0, -1))
+        for key in r.scan_iter(match=f"{keys.prefix()}:slot:*")
+    }
+    return (
+        f"run {rid}: state {run.state_name}, history {states}, deployment "
+        f"{run.deployment_id}, queue {run.work_queue_name}, worker {run.worker_name}, "
+        f"parameters {run.parameters}; in {member_of}; holds slots [{held}]; "
+        f"slot sets {slot_sets}"
+    )
 
 
 def wait_state(run_id: uuid.UUID | str, *names: str, timeout: float = 30.0) -> FlowRun:
@@ -158,6 +191,9 @@ def worker_process(
     try:
         wait_for(online, timeout=30, message="the worker did not register")
         yield proc
+    except BaseException:
+        print(f"--- worker {worker_name} log (tail) ---\n{proc.output()[-4000:]}")
+        raise
     finally:
         proc.stop()
 

@@ -165,6 +165,31 @@ def test_pool_limit_holds_runs_back_and_a_release_admits_the_next(client: Any) -
     assert (status.active, status.waiting, status.queues[0].queued) == (2, 2, 2)
 
 
+def test_a_release_while_a_submit_holds_a_run_back_does_not_strand_it(client: Any) -> None:
+    """The slot pre-check reads usage before the run joins the waiting set; a release in
+    between finds the set empty. The submit reads again once the run is in the set."""
+    client.create_work_pool("p", concurrency_limit=1)
+    holder, late = due_run(client), due_run(client)
+    assert admission.submit([str(holder.id)]).admitted == [str(holder.id)]
+    prepared = admission.prepare([str(late.id)])  # reads: the pool is full
+    client.set_flow_run_state(holder.id, Running())
+    client.set_flow_run_state(holder.id, Completed())  # the release lands in the window
+    assert admission.admit_released(delivery.pop_admit_notices(None)) == 0  # set was empty
+    assert prepared.execute().waiting == [str(late.id)]
+    assert delivery.rq_queue("p", "default").job_ids == [str(holder.id), str(late.id)]
+    assert client.read_work_pool_status("p").waiting == 0
+
+
+def test_a_resume_while_a_submit_holds_a_run_back_does_not_strand_it(client: Any) -> None:
+    client.create_work_pool("p", paused=True)
+    run = due_run(client)
+    prepared = admission.prepare([str(run.id)])  # reads: the pool is paused
+    client.update_work_pool("p", paused=False)  # admits what waits: nothing yet
+    assert delivery.rq_queue("p", "default").job_ids == []
+    prepared.execute()
+    assert delivery.rq_queue("p", "default").job_ids == [str(run.id)]
+
+
 def test_queue_and_deployment_limits(client: Any) -> None:
     client.create_work_pool("p")
     client.create_work_queue("p", "narrow", concurrency_limit=1)

@@ -45,6 +45,9 @@ DEFAULT_QUEUE = "default"
 _DELIVERABLE = ("Scheduled", "Late", "AwaitingRetry")
 WAITING_BUDGET = 64  # waiting runs tried per release of a pool's slots
 
+# A run the slot pre-check held back: (id, waiting-set score, (queue, its slot sets)).
+_HeldBack = tuple[str, float, tuple[str, list[tuple[str, "int | None"]]]]
+
 
 @dataclass
 class SubmitResult:
@@ -77,6 +80,13 @@ class _Limits:
         dep_ids = sorted({str(r["deployment_id"]) for r in records if r.get("deployment_id")})
         self.deployments: dict[str, Deployment] = deployments.get_many_by_id(dep_ids)
         self.free: dict[str, int] = {}
+
+    @classmethod
+    def current(cls, pool: str, pairs: set[tuple[str, str]]) -> _Limits:
+        """Fresh records of a pool and some of its queues (no deployments, no usage)."""
+        limits = cls([])
+        limits.pools, limits.queues = pools.get_pools([pool]), pools.get_queues(pairs)
+        return limits
 
     def _create_missing_queues(self, pairs: set[tuple[str, str]]) -> None:
         """A run naming a queue its (registered) pool lacks gets that queue, like Prefect."""
@@ -153,10 +163,10 @@ class PreparedSubmit:
 
     def __init__(self, result: SubmitResult, limits: _Limits | None = None,
                  entries: list[delivery.Admission] | None = None,
-                 held_back: dict[str, list[tuple[str, float]]] | None = None,
-                 at: float = 0.0) -> None:  # fmt: skip
+                 held_back: dict[str, list[_HeldBack]] | None = None,
+                 at: float = 0.0, recheck: bool = True) -> None:  # fmt: skip
         self.result, self._limits, self._entries = result, limits, entries or []
-        self._held_back = held_back or {}
+        self._held_back, self._recheck = held_back or {}, recheck
         self._scripts = delivery.prepare_admit(self._entries, at)
         self._scripts.pack()
         if limits is not None:
@@ -172,7 +182,9 @@ class PreparedSubmit:
             return result
         outcomes = self._scripts.send()
         for pool, waiting in self._held_back.items():
-            delivery.mark_waiting(pool, waiting)
+            delivery.mark_waiting(pool, [(run_id, score) for run_id, score, _ in waiting])
+        if self._recheck:
+            _recheck_held_back(self._held_back)
         cancel_new = _tally(self._entries, outcomes, self._limits, result)
         _cancel(result.skipped, "Skipped: the deployment already has an active run "
                 "(overlap policy).")  # fmt: skip
@@ -183,9 +195,12 @@ class PreparedSubmit:
         return result
 
 
-def prepare(flow_run_ids: Iterable[str], now: datetime | None = None) -> PreparedSubmit:
+def prepare(
+    flow_run_ids: Iterable[str], now: datetime | None = None, recheck: bool = True
+) -> PreparedSubmit:
     """Read and pack a ``submit`` of these runs at ``now`` (default: the clock), to be
-    executed no earlier than ``now``."""
+    executed no earlier than ``now``. ``recheck=False``: the runs are known to be in their
+    pool's waiting set already (``admit_waiting``), so a release cannot miss them."""
     at = (now or _time.now()).timestamp()
     result = SubmitResult()
     ids = [str(i) for i in flow_run_ids]
@@ -200,16 +215,16 @@ def prepare(flow_run_ids: Iterable[str], now: datetime | None = None) -> Prepare
     if not candidates:
         return PreparedSubmit(result)
     limits = _Limits(candidates)
-    held_back: dict[str, list[tuple[str, float]]] = {}
+    held_back: dict[str, list[_HeldBack]] = {}
     entries = _plan(candidates, limits, result, held_back)
-    return PreparedSubmit(result, limits, entries, held_back, at)
+    return PreparedSubmit(result, limits, entries, held_back, at, recheck)
 
 
 def _plan(
     candidates: list[scheduling.RunFacts],
     limits: _Limits,
     result: SubmitResult,
-    held_back: dict[str, list[tuple[str, float]]],
+    held_back: dict[str, list[_HeldBack]],
 ) -> list[delivery.Admission]:
     """The runs worth an admission script: not paused, and fitting the free slots as read
     (runs held back are collected per pool in ``held_back``, for its waiting set)."""
@@ -227,7 +242,7 @@ def _plan(
         paused, fits = limits.paused(pool, queue), limits.fits(slots)
         if deliverable and (paused or (not fits and not limits.cancels_new(dep))):
             result.waiting.append(f.run_id)
-            held_back.setdefault(pool, []).append((f.run_id, _score(f)))
+            held_back.setdefault(pool, []).append((f.run_id, _score(f), (queue, slots)))
             continue
         limits.take(slots)
         entries.append(delivery.Admission(f.run_id, pool, queue, dep, slots))
@@ -264,6 +279,21 @@ def _tally(
     return cancel_new
 
 
+def _recheck_held_back(held_back: dict[str, list[_HeldBack]]) -> None:
+    """Close the window between reading slot usage (or a pause) and joining the waiting
+    set: a release or resume in it found the waiting set without these runs, so nobody
+    would retry them. Now that they are in the set, read again; if one would fit, try the
+    pool's waiting runs (a release from now on finds them in the set by itself)."""
+    for pool, waiting in held_back.items():
+        pairs = {(pool, queue) for _, _, (queue, _) in waiting}
+        fresh = _Limits.current(pool, pairs)
+        fresh.read_usage(slot for _, _, (_, slots) in waiting for slot in slots)
+        if any(
+            not fresh.paused(pool, queue) and fresh.fits(slots) for _, _, (queue, slots) in waiting
+        ):
+            admit_waiting(pool)
+
+
 def _score(f: scheduling.RunFacts) -> float:
     expected = f.record.get("expected_start_time")
     if isinstance(expected, str):
@@ -279,7 +309,7 @@ def admit_waiting(pool: str, budget: int = WAITING_BUDGET) -> SubmitResult:
     ids = delivery.waiting_runs(pool, budget)
     if not ids:
         return SubmitResult()
-    result = submit(ids)
+    result = prepare(ids, recheck=False).execute()
     delivery.forget_waiting(pool, result.gone + result.held + result.skipped)
     return result
 

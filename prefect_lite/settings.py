@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, gt=0, description="Largest parameters/result/input payload."
     )
     connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    store_outage_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a started run retries state writes while Redis is unreachable.",
+    )
 
     @field_validator("home", mode="after")
     @classmethod

@@ -19,6 +19,7 @@ from prefect_lite.engine import recorder, records
 from prefect_lite.engine.outcomes import return_value_to_state
 from prefect_lite.exceptions import FlowRunTimeoutError
 from prefect_lite.schemas import RunInputRef, TaskRun
+from prefect_lite.settings import temporary_settings
 from prefect_lite.states import (
     Cancelling,
     Completed,
@@ -84,7 +85,10 @@ def test_the_recorder_drops_what_it_cannot_write_and_says_so(
     rec = recorder.TaskRunRecorder()
     rec.record((dead, "create", run.id, Pending(), run, False))
     rec.record((dead, "propose", run.id, Running(), None, False))
-    with caplog.at_level("WARNING", logger="prefect_lite.engine.recorder"):
+    with (
+        temporary_settings(store_outage_seconds=0.5),  # retried this long, then dropped
+        caplog.at_level("WARNING", logger="prefect_lite.engine.recorder"),
+    ):
         assert rec.flush(timeout=30)
     assert rec.pending == 0
     dropped = re.findall(r"Could not record (\d+) task run change", caplog.text)

@@ -37,6 +37,7 @@ from prefect_lite.engine import recorder
 from prefect_lite.engine.extensions import flush_logs
 from prefect_lite.engine.flow_engine import FlowRunEngine
 from prefect_lite.engine.hooks import run_hooks
+from prefect_lite.engine.outage import ride_out
 from prefect_lite.engine.scope import engine_client
 from prefect_lite.exceptions import Abort, EntrypointError, ParameterBindError, Pause
 from prefect_lite.runtime import run_environment
@@ -193,9 +194,17 @@ def execute_flow_run(
 ) -> State | None:
     """One attempt of a claimed (PENDING, leased) flow run; its state afterwards."""
     client = LeasedClient(engine_client(), flow_run_id, lease, lease_seconds)
-    run: FlowRun = client.read_flow_run(uuid.UUID(flow_run_id))
+    # The run is this process's now (PENDING, leased): ride out a store blip from here on.
+    run: FlowRun = ride_out(
+        lambda: client.read_flow_run(uuid.UUID(flow_run_id)), "loading the flow run"
+    )
     try:
-        deployment = client.read_deployment(run.deployment_id) if run.deployment_id else None
+        dep_id = run.deployment_id
+        deployment = (
+            ride_out(lambda: client.read_deployment(dep_id), "loading its deployment")
+            if dep_id
+            else None
+        )
         os.environ.update(run_environment(run, deployment))
         if deployment is None:
             raise EntrypointError("the flow run has no deployment to load its flow from")
@@ -235,15 +244,18 @@ def _record_process(client: Any, run: FlowRun, flow: Any, worker_name: str | Non
     policy = EmpiricalPolicy(
         retries=flow.retries, retry_delay=flow.retry_delay_seconds, max_retries=flow.retries
     )
-    client.update_flow_run(
-        run.id, empirical_policy=policy, worker_name=worker_name, infrastructure_pid=os.getpid()
+    ride_out(
+        lambda: client.update_flow_run(
+            run.id, empirical_policy=policy, worker_name=worker_name, infrastructure_pid=os.getpid()
+        ),
+        f"recording where flow run {run.name!r} runs",
     )
     run.__dict__["empirical_policy"] = policy
 
 
 def _finish(client: LeasedClient, run: FlowRun, state: State) -> State:
     logger.error("Flow run %r: %s", run.name, state.message)
-    answer = client.set_flow_run_state(run.id, state)
+    answer = ride_out(lambda: client.set_flow_run_state(run.id, state), f"ending {run.name!r}")
     flush_logs()
     return answer.state if answer.state is not None else state
 

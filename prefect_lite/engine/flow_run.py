@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect_lite.context import FlowRunContext, current_tags
-from prefect_lite.engine import extensions, recorder
+from prefect_lite.engine import extensions, outage, recorder
 from prefect_lite.engine.flow_support import SubflowLink, resolve_wait_for
 from prefect_lite.engine.hooks import hook_kind, run_hooks
 from prefect_lite.engine.outcomes import new_state, run_details
 from prefect_lite.engine.parameters import jsonable_parameters, render_run_name
 from prefect_lite.engine.scope import FlowRunScope, current_scope, engine_client
-from prefect_lite.exceptions import ParameterTypeError, UpstreamTaskError
+from prefect_lite.exceptions import ParameterTypeError, StoreUnavailable, UpstreamTaskError
 from prefect_lite.schemas import EmpiricalPolicy, FlowRun
 from prefect_lite.states import State, StateType
 
@@ -100,8 +100,9 @@ class FlowRunLifecycle:
         )
 
     def _rename(self, name: str) -> None:
-        assert self.flow_run is not None
-        self.client.update_flow_run(self.flow_run.id, name=name)
+        run = self.flow_run
+        assert run is not None
+        outage.ride_out(lambda: self.client.update_flow_run(run.id, name=name), "renaming")
         self.flow_run.__dict__["name"] = name
 
     def propose(self, state: State, force: bool = False) -> bool:
@@ -109,7 +110,14 @@ class FlowRunLifecycle:
         the orchestrator answered (the run's current state, or what it turned into)."""
         run = self.flow_run
         assert run is not None
-        answer = self.client.set_flow_run_state(run.id, state, force=force)
+
+        def send() -> Any:
+            return self.client.set_flow_run_state(run.id, state, force=force)
+
+        if isinstance(self._raised, StoreUnavailable):  # waited for once already: one try
+            answer = send()
+        else:
+            answer = outage.ride_out(send, f"recording flow run {run.name!r} as {state.name}")
         current = answer.state
         accepted = answer.status == "ACCEPT" and (
             current is None or (current.type == state.type and current.name == state.name)

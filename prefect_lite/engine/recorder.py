@@ -8,20 +8,23 @@ in the order it was queued: changes are never reordered, so a run's history is e
 
 ``flush()`` waits until everything queued before the call has been sent; the flow engine
 calls it before a flow run's final state, and an ``atexit`` hook calls it at process exit.
-A batch that cannot be written (store down) is logged and dropped, so ``flush()`` never
-hangs on a dead store.
+A batch that cannot be written because the store is unreachable is retried for up to
+``settings.store_outage_seconds`` (a Redis restart), then logged and dropped, so
+``flush()`` never hangs on a dead store.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import functools
 import logging
 import os
 import threading
 import uuid
 from typing import Any
 
+from prefect_lite.engine import outage
 from prefect_lite.states import State
 
 logger = logging.getLogger("prefect_lite.engine.recorder")
@@ -126,7 +129,8 @@ class TaskRunRecorder:
             for end in range(1, len(batch) + 1):  # one call per run of the same client
                 if end == len(batch) or batch[end][0] is not batch[start][0]:
                     rows = [change[1:] for change in batch[start:end]]
-                    statuses = batch[start][0].apply_task_run_rows(rows)
+                    apply = functools.partial(batch[start][0].apply_task_run_rows, rows)
+                    statuses = outage.ride_out(apply, "recording task runs")
                     _note_refusals(rows, statuses)
                     start = end
         except Exception as exc:

@@ -91,8 +91,10 @@ class LogShipper:
         if start:  # outside the lock: starting imports modules, which could log
             self._start()
 
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every record queued so far is stored; False if ``timeout`` passed."""
+    def flush(self, timeout: float | None = 10.0, unreachable_timeout: float | None = None) -> bool:
+        """Wait until every record queued so far is stored; False if ``timeout`` passed, or
+        ``unreachable_timeout`` (when given) passed after an attempt found the store
+        unreachable."""
         with self._cond:
             target = self._queued
             if self._settled >= target:
@@ -108,7 +110,19 @@ class LogShipper:
             return self._drain_inline(target, timeout)
         with self._cond:
             try:
-                return self._cond.wait_for(lambda: self._settled >= target, timeout)
+                if unreachable_timeout is None:
+                    return self._cond.wait_for(lambda: self._settled >= target, timeout)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                if not self._cond.wait_for(
+                    lambda: self._settled >= target or self._failing, timeout
+                ):
+                    return False
+                if self._settled >= target:
+                    return True
+                patience = unreachable_timeout
+                if deadline is not None:
+                    patience = min(patience, max(deadline - time.monotonic(), 0.0))
+                return self._cond.wait_for(lambda: self._settled >= target, patience)
             finally:
                 self._flushers -= 1
 
@@ -177,7 +191,9 @@ class LogShipper:
                 if _retryable(exc):
                     self.failed_attempts += 1
                     if not self._failing:
-                        self._failing = True
+                        with self._cond:
+                            self._failing = True
+                            self._cond.notify_all()
                         _warn(f"cannot write run logs to the store, will retry: {exc}")
                     return False
                 # The store refused this data: retrying cannot help.
@@ -265,10 +281,17 @@ def get_shipper() -> LogShipper:
         return _shipper
 
 
+UNREACHABLE_FLUSH_TIMEOUT = 1.0  # a flush while the store is unreachable waits this long
+
+
 def flush_logs(timeout: float | None = 10.0) -> bool:
-    """Block until every run log record emitted so far is in the store (False on timeout)."""
+    """Block until every run log record emitted so far is in the store (False on timeout).
+
+    While the store is unreachable the wait is cut to ``UNREACHABLE_FLUSH_TIMEOUT``: the
+    records stay queued and are retried in the background and at exit, so a run does not
+    end another ``timeout`` late."""
     shipper = _shipper
-    return True if shipper is None else shipper.flush(timeout)
+    return True if shipper is None else shipper.flush(timeout, UNREACHABLE_FLUSH_TIMEOUT)
 
 
 def _flush_at_exit() -> None:

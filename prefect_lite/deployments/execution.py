@@ -39,7 +39,13 @@ from prefect_lite.engine.flow_engine import FlowRunEngine
 from prefect_lite.engine.hooks import run_hooks
 from prefect_lite.engine.outage import ride_out
 from prefect_lite.engine.scope import engine_client
-from prefect_lite.exceptions import Abort, EntrypointError, ParameterBindError, Pause
+from prefect_lite.exceptions import (
+    Abort,
+    EntrypointError,
+    ParameterBindError,
+    Pause,
+    StoreUnavailable,
+)
 from prefect_lite.runtime import run_environment
 from prefect_lite.schemas import Deployment, EmpiricalPolicy, FlowRun
 from prefect_lite.states import Cancelled, Failed, State, StateType
@@ -214,6 +220,8 @@ def execute_flow_run(
         return _finish(client, run, Cancelled(message=TERMINATED))
     except ParameterBindError as exc:
         return _finish(client, run, Failed(message=f"Invalid parameters: {exc}"))
+    except StoreUnavailable:  # already waited out the window: the worker reports the exit
+        raise
     except Exception as exc:
         message = f"Could not load the flow of the flow run: {type(exc).__name__}: {exc}"
         return _finish(client, run, Failed(message=message))

@@ -29,21 +29,21 @@ def ride_out(call: Callable[[], T], what: str) -> T:
     try:
         return call()
     except StoreUnavailable as exc:
-        first = exc
-    deadline = time.monotonic() + get_settings().store_outage_seconds
-    logger.warning("Store unreachable while %s; retrying for up to %g s: %s",
-                   what, get_settings().store_outage_seconds, first)  # fmt: skip
+        latest = exc
+    window = get_settings().store_outage_seconds
+    deadline = time.monotonic() + window
+    logger.warning("Store unreachable while %s; retrying for up to %g s: %s", what, window, latest)
     pause = FIRST_PAUSE_SECONDS
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise first
+            raise latest
         time.sleep(min(pause, left))
         pause = min(pause * 2, MAX_PAUSE_SECONDS)
         try:
             result = call()
         except StoreUnavailable as exc:
-            first = exc
+            latest = exc
             continue
         logger.info("Store reachable again; %s went through", what)
         return result

@@ -14,9 +14,11 @@ worker would (``LPOP`` in batches) and timestamps every run it takes.
   schedules, ``--replica-seconds`` long): every run id expected in the window (derived
   from deployment id and second, as the scheduler derives it) must be taken exactly once:
   duplicates and missed runs are counted.
-- **Prefect** (baseline, ``bench/baselines/prefect_scheduler.py``): its scheduler loop
-  interval and the runs it pre-creates for the same two schedule shapes, from its own
-  settings and date generator.
+- **Side by side** (``--same-setup-deployments``, default 1,000 minutely plus the interval
+  deployments): both schedulers register the same deployments and run one planning pass,
+  then ``--replicas`` passes at once; Prefect's is its scheduler service's own pass on
+  SQLite (``bench/baselines/prefect_scheduler_live.py``). Its loop interval and late
+  threshold come from its settings (``bench/baselines/prefect_scheduler.py``).
 
 ``python -m bench.bench_scheduler --minutes 3 --replica-seconds 600`` is the full run.
 """
@@ -229,8 +231,16 @@ def promotion(deployments: int, minutes: int) -> list[harness.Row]:
         late = sorted(at - expected[rid] for rid, at in taken.items())
     stats = harness.Stats.from_samples([x * 1e6 for x in late]) if late else None
     return [
-        _row(f"{deployments:,} x '* * * * *': lateness p50", stats and stats.p50_us / 1e6, "s"),
-        _row(f"{deployments:,} x '* * * * *': lateness p99", stats and stats.p99_us / 1e6, "s"),
+        _row(
+            f"{deployments:,} x '* * * * *': lateness p50",
+            stats.p50_us / 1e6 if stats else None,
+            "s",
+        ),
+        _row(
+            f"{deployments:,} x '* * * * *': lateness p99",
+            stats.p99_us / 1e6 if stats else None,
+            "s",
+        ),
         _row(f"{deployments:,} x '* * * * *': lateness max", late[-1] if late else None, "s"),
         _row(f"runs due at {minutes} minute boundaries", len(expected), "runs"),
         _row("of those never promoted", len(expected) - len(taken), "runs"),
@@ -283,12 +293,78 @@ def replicas(count: int, deployments: int, seconds: float) -> list[harness.Row]:
         _row(f"{label}: runs checked", len(expected), "runs"),
         _row(f"{label}: duplicates", duplicates, "runs"),
         _row(f"{label}: missed", missed, "runs"),
-        _row(f"{label}: lateness p99", stats and stats.p99_us / 1e6, "s"),
+        _row(f"{label}: lateness p99", stats.p99_us / 1e6 if stats else None, "s"),
         _row("replica RSS (peak)", peak, "MB"),
     ]
 
 
-def against_prefect() -> list[harness.Row]:
+def same_setup(cron: int, interval: int, passes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One planning pass over ``cron`` minutely and ``interval`` 1-second deployments, then
+    ``passes`` passes at once: ours here, Prefect's by its baseline script (``{}`` if absent).
+    Ours start from scratch for the passes at once; Prefect's follow its first pass (its
+    interval deployments are planned again by each of them, its cron ones are not).
+    """
+    base: dict[str, Any] = {}
+    if harness.prefect_available():
+        base = harness.run_in_prefect_venv(
+            harness.BENCH_DIR / "baselines" / "prefect_scheduler_live.py",
+            ["--cron", str(cron), "--interval", str(interval), "--replicas", str(passes)],
+        )
+    now = datetime.now(UTC)
+    registered_s, (created, first_pass_s) = _register_and_plan(cron, interval, now, 1)
+    # Replicas from scratch on a second store: planners claim deployments under a lease,
+    # and a run's id comes from (deployment, time) with SET NX, so together they must
+    # create exactly the runs one pass creates.
+    _, (together, _) = _register_and_plan(cron, interval, now, passes)
+    ours = {
+        "registered_s": registered_s,
+        "first_pass_s": first_pass_s,
+        "runs_created": created,
+        "runs_per_s": created / first_pass_s if first_pass_s else None,
+        "duplicates": together - created,
+    }
+    return ours, base
+
+
+def _register_and_plan(
+    cron: int, interval: int, now: datetime, passes: int
+) -> tuple[float, tuple[int, float]]:
+    """On a fresh store: seconds to register; runs ``passes`` planners at once created, and
+    the seconds they took."""
+    from prefect_lite.api.deployments import create_deployment
+    from prefect_lite.schedules import Cron, Interval
+    from scheduler import Scheduler
+
+    with redis_server() as url, use_redis(url):
+        started = time.perf_counter()
+        for i in range(cron + interval):
+            schedule: Any = Cron("* * * * *") if i < cron else Interval(1)
+            create_deployment("bench", f"d{i:05d}", work_pool_name=POOL, schedules=[schedule])
+        registered_s = time.perf_counter() - started
+        results: list[int] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(_plan_all(Scheduler(), now)))
+            for _ in range(passes)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return registered_s, (sum(results), time.perf_counter() - started)
+
+
+def _plan_all(replica: Any, now: datetime) -> int:
+    """Plan until nothing is due at ``now``; runs created."""
+    created = 0
+    while True:
+        report = replica.plan(now)
+        created += report.created
+        if not report.backlog:
+            return created
+
+
+def against_prefect(cron: int, interval: int, passes: int) -> list[harness.Row]:
     from prefect_lite.settings import get_settings
     from scheduler import SchedulerConfig
 
@@ -296,18 +372,30 @@ def against_prefect() -> list[harness.Row]:
     base: dict[str, Any] = {}
     if harness.prefect_available():
         base = harness.run_in_prefect_venv(harness.BENCH_DIR / "baselines" / "prefect_scheduler.py")
+    ours, live = same_setup(cron, interval, passes)
     ours_minutely = min(config.horizon_runs, int(config.horizon_seconds // 60))
+    shape = f"{cron:,} x '* * * * *' + {interval} x 1 s"
     return [
         _row("scheduler loop interval (longest sleep)", config.loop_seconds, "s",
              base.get("scheduler_loop_seconds")),
         _row("runs created ahead, '* * * * *'", ours_minutely, "runs",
-             base.get("minutely_precreated_runs")),
+             live.get("minutely_runs_per_deployment", base.get("minutely_precreated_runs"))),
         _row("runs created ahead, 1 s interval", config.horizon_runs, "runs",
-             base.get("per_second_precreated_runs")),
+             live.get("per_second_runs_per_deployment", base.get("per_second_precreated_runs"))),
         _row("late after", get_settings().late_after_seconds, "s",
              base.get("late_runs_after_seconds")),
+        _row(f"{shape}: registering", ours["registered_s"], "s", live.get("registered_s")),
+        _row(f"{shape}: first planning pass", ours["first_pass_s"], "s", live.get("first_pass_s")),
+        _row(f"{shape}: runs created by it", ours["runs_created"], "runs",
+             live.get("runs_created")),
+        _row(f"{shape}: runs planned per second", ours["runs_per_s"], "runs/s",
+             live.get("runs_per_s")),
+        _row(f"{passes} planning passes at once: duplicates", ours["duplicates"], "runs",
+             live.get("duplicate_runs")),
         {"name": "Prefect settings read", "prefect_lite": None, "baseline": None, "unit": "",
          "prefect": base},
+        {"name": "Prefect scheduler run", "prefect_lite": None, "baseline": None, "unit": "",
+         "prefect": live},
     ]  # fmt: skip
 
 
@@ -322,6 +410,12 @@ def main(argv: list[str] | None = None) -> list[harness.Row]:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--interval-deployments", type=int, default=20)
     parser.add_argument("--replica-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--same-setup-deployments",
+        type=int,
+        default=1000,
+        help="minutely deployments both schedulers plan side by side",
+    )
     parser.add_argument("--skip", choices=["promotion", "replicas"], action="append", default=[])
     args = parser.parse_args([] if argv is None else argv)
     rows: list[harness.Row] = []
@@ -330,7 +424,7 @@ def main(argv: list[str] | None = None) -> list[harness.Row]:
         print(harness.format_table(rows), flush=True)
     if "replicas" not in args.skip:
         rows += replicas(args.replicas, args.interval_deployments, args.replica_seconds)
-    rows += against_prefect()
+    rows += against_prefect(args.same_setup_deployments, args.interval_deployments, args.replicas)
     return rows
 
 

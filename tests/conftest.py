@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from prefect_lite.engine.scope import close_engine_clients
 from prefect_lite.settings import reload_settings
 from prefect_lite.storage import connection
 from prefect_lite.storage.embedded import find_redis_server
@@ -121,6 +122,7 @@ def _isolated(
     connection.reset_connections()
     yield
     connection.reset_connections()
+    close_engine_clients()  # HTTP connections to a test's API server, which is gone now
     monkeypatch.undo()
     reload_settings()
 

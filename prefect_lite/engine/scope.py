@@ -74,6 +74,19 @@ def _forget_clients_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_clients_after_fork)
 
 
+def close_engine_clients() -> None:
+    """Close and forget the reused clients (their HTTP connections), e.g. once the API
+    they point at is gone. Only when no run of this process is using them."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        try:
+            client.close()
+        except Exception:  # a client that cannot close cleanly is dropped all the same
+            pass
+
+
 def engine_client() -> Any:
     """A sync client for the current settings, reused across runs (transports are costly
     to build for HTTP, free to share locally)."""

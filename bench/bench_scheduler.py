@@ -17,8 +17,8 @@ worker would (``LPOP`` in batches) and timestamps every run it takes.
 - **Side by side** (``--same-setup-deployments``, default 1,000 minutely plus the interval
   deployments): both schedulers register the same deployments and run one planning pass,
   then ``--replicas`` passes at once; Prefect's is its scheduler service's own pass on
-  SQLite (``bench/baselines/prefect_scheduler_live.py``). Its loop interval and late
-  threshold come from its settings (``bench/baselines/prefect_scheduler.py``).
+  SQLite (``bench/baselines/prefect_scheduler_live.py``), which also reports the loop
+  interval and late threshold it runs with by default.
 
 ``python -m bench.bench_scheduler --minutes 3 --replica-seconds 600`` is the full run.
 """
@@ -37,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -302,7 +303,9 @@ def same_setup(cron: int, interval: int, passes: int) -> tuple[dict[str, Any], d
     """One planning pass over ``cron`` minutely and ``interval`` 1-second deployments, then
     ``passes`` passes at once: ours here, Prefect's by its baseline script (``{}`` if absent).
     Ours start from scratch for the passes at once; Prefect's follow its first pass (its
-    interval deployments are planned again by each of them, its cron ones are not).
+    interval deployments are planned again by each of them, its cron ones are not). Both
+    count runs in the store, and duplicates as runs beyond the first for any (deployment,
+    scheduled time).
     """
     base: dict[str, Any] = {}
     if harness.prefect_available():
@@ -310,58 +313,68 @@ def same_setup(cron: int, interval: int, passes: int) -> tuple[dict[str, Any], d
             harness.BENCH_DIR / "baselines" / "prefect_scheduler_live.py",
             ["--cron", str(cron), "--interval", str(interval), "--replicas", str(passes)],
         )
-    now = datetime.now(UTC)
-    registered_s, (created, first_pass_s) = _register_and_plan(cron, interval, now, 1)
-    # Replicas from scratch on a second store: planners claim deployments under a lease,
-    # and a run's id comes from (deployment, time) with SET NX, so together they must
-    # create exactly the runs one pass creates.
-    _, (together, _) = _register_and_plan(cron, interval, now, passes)
+    one = _register_and_plan(cron, interval, 1)
+    together = _register_and_plan(cron, interval, passes)  # on a second, fresh store
     ours = {
-        "registered_s": registered_s,
-        "first_pass_s": first_pass_s,
-        "runs_created": created,
-        "runs_per_s": created / first_pass_s if first_pass_s else None,
-        "duplicates": together - created,
+        "registered_s": one.registered_s,
+        "first_pass_s": one.plan_s,
+        "runs_created": one.runs,
+        "runs_per_s": one.runs / one.plan_s if one.plan_s else None,
+        "duplicates": together.duplicates,
+        "runs_missing_vs_one_pass": one.runs - together.runs,
     }
     return ours, base
 
 
-def _register_and_plan(
-    cron: int, interval: int, now: datetime, passes: int
-) -> tuple[float, tuple[int, float]]:
-    """On a fresh store: seconds to register; runs ``passes`` planners at once created, and
-    the seconds they took."""
+@dataclass
+class _Planned:
+    registered_s: float
+    plan_s: float
+    runs: int  # in the store afterwards
+    duplicates: int  # runs beyond the first for any (deployment, scheduled time)
+
+
+def _register_and_plan(cron: int, interval: int, passes: int) -> _Planned:
+    """On a fresh store: register the deployments, then run ``passes`` planners at once
+    until nothing is due, and count the runs they left."""
     from prefect_lite.api.deployments import create_deployment
     from prefect_lite.schedules import Cron, Interval
+    from prefect_lite.storage import scheduling
     from scheduler import Scheduler
+    from scheduler.planner import SCHEDULED_FOR_LABEL
 
     with redis_server() as url, use_redis(url):
         started = time.perf_counter()
-        for i in range(cron + interval):
-            schedule: Any = Cron("* * * * *") if i < cron else Interval(1)
-            create_deployment("bench", f"d{i:05d}", work_pool_name=POOL, schedules=[schedule])
+        ids = [
+            create_deployment("bench", f"d{i:05d}", work_pool_name=POOL,
+                              schedules=[Cron("* * * * *") if i < cron else Interval(1)]).id
+            for i in range(cron + interval)
+        ]  # fmt: skip
         registered_s = time.perf_counter() - started
-        results: list[int] = []
+        now = datetime.now(UTC)
         threads = [
-            threading.Thread(target=lambda: results.append(_plan_all(Scheduler(), now)))
-            for _ in range(passes)
+            threading.Thread(target=_plan_all, args=(Scheduler(), now)) for _ in range(passes)
         ]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        return registered_s, (sum(results), time.perf_counter() - started)
+        plan_s = time.perf_counter() - started
+        runs = duplicates = 0
+        for dep_id in ids:
+            times = Counter(
+                r.labels[SCHEDULED_FOR_LABEL] for r in scheduling.unstarted_auto_runs(dep_id)
+            )
+            runs += sum(times.values())
+            duplicates += sum(n - 1 for n in times.values())
+    return _Planned(registered_s, plan_s, runs, duplicates)
 
 
-def _plan_all(replica: Any, now: datetime) -> int:
-    """Plan until nothing is due at ``now``; runs created."""
-    created = 0
-    while True:
-        report = replica.plan(now)
-        created += report.created
-        if not report.backlog:
-            return created
+def _plan_all(replica: Any, now: datetime) -> None:
+    """Plan until nothing is due at ``now``."""
+    while replica.plan(now).backlog:
+        pass
 
 
 def against_prefect(cron: int, interval: int, passes: int) -> list[harness.Row]:
@@ -369,21 +382,18 @@ def against_prefect(cron: int, interval: int, passes: int) -> list[harness.Row]:
     from scheduler import SchedulerConfig
 
     config = SchedulerConfig()
-    base: dict[str, Any] = {}
-    if harness.prefect_available():
-        base = harness.run_in_prefect_venv(harness.BENCH_DIR / "baselines" / "prefect_scheduler.py")
     ours, live = same_setup(cron, interval, passes)
     ours_minutely = min(config.horizon_runs, int(config.horizon_seconds // 60))
     shape = f"{cron:,} x '* * * * *' + {interval} x 1 s"
     return [
         _row("scheduler loop interval (longest sleep)", config.loop_seconds, "s",
-             base.get("scheduler_loop_seconds")),
+             live.get("scheduler_loop_seconds")),
         _row("runs created ahead, '* * * * *'", ours_minutely, "runs",
-             live.get("minutely_runs_per_deployment", base.get("minutely_precreated_runs"))),
+             live.get("minutely_runs_per_deployment")),
         _row("runs created ahead, 1 s interval", config.horizon_runs, "runs",
-             live.get("per_second_runs_per_deployment", base.get("per_second_precreated_runs"))),
+             live.get("per_second_runs_per_deployment")),
         _row("late after", get_settings().late_after_seconds, "s",
-             base.get("late_runs_after_seconds")),
+             live.get("late_runs_after_seconds")),
         _row(f"{shape}: registering", ours["registered_s"], "s", live.get("registered_s")),
         _row(f"{shape}: first planning pass", ours["first_pass_s"], "s", live.get("first_pass_s")),
         _row(f"{shape}: runs created by it", ours["runs_created"], "runs",
@@ -392,8 +402,8 @@ def against_prefect(cron: int, interval: int, passes: int) -> list[harness.Row]:
              live.get("runs_per_s")),
         _row(f"{passes} planning passes at once: duplicates", ours["duplicates"], "runs",
              live.get("duplicate_runs")),
-        {"name": "Prefect settings read", "prefect_lite": None, "baseline": None, "unit": "",
-         "prefect": base},
+        _row(f"{passes} planning passes at once: runs missing vs one pass",
+             ours["runs_missing_vs_one_pass"], "runs"),
         {"name": "Prefect scheduler run", "prefect_lite": None, "baseline": None, "unit": "",
          "prefect": live},
     ]  # fmt: skip

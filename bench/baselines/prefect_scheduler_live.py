@@ -8,7 +8,8 @@ service calls every ``loop_seconds``):
 - one pass, timed: runs created per deployment of each shape and the horizon they reach;
 - ``--replicas`` passes at once on the same database, the way several servers would run
   it: runs beyond the first for any (deployment, scheduled time), and passes that raised;
-- the loop interval its service waits between passes, from its settings.
+- the settings it schedules and marks late by (loop intervals, run limits, the late
+  threshold, the worker's polling), as configured by default.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ async def measure(cron: int, interval: int, replicas: int) -> dict[str, Any]:
     concurrent_s = time.perf_counter() - started
     duplicates = await _duplicates()
 
-    settings = get_current_settings().server.services
+    settings = get_current_settings()
+    services = settings.server.services
     return {
         "deployments": cron + interval,
         "registered_s": registered_s,
@@ -163,8 +165,16 @@ async def measure(cron: int, interval: int, replicas: int) -> dict[str, Any]:
         "replica_passes_failed": failed,
         "replica_pass_s": concurrent_s,
         "duplicate_runs": duplicates,
-        "scheduler_loop_seconds": settings.scheduler.loop_seconds,
-        "recent_deployments_loop_seconds": settings.scheduler.recent_deployments_loop_seconds,
+        "scheduler_loop_seconds": services.scheduler.loop_seconds,
+        "recent_deployments_loop_seconds": services.scheduler.recent_deployments_loop_seconds,
+        "scheduler_max_runs": services.scheduler.max_runs,
+        "scheduler_min_runs": services.scheduler.min_runs,
+        "scheduler_min_scheduled_time_s": services.scheduler.min_scheduled_time.total_seconds(),
+        "scheduler_max_scheduled_time_s": services.scheduler.max_scheduled_time.total_seconds(),
+        "late_runs_loop_seconds": services.late_runs.loop_seconds,
+        "late_runs_after_seconds": services.late_runs.after_seconds.total_seconds(),
+        "worker_query_seconds": settings.worker.query_seconds,
+        "worker_prefetch_seconds": settings.worker.prefetch_seconds,
     }
 
 

@@ -149,6 +149,8 @@ def live_context(run_id: str, level: str) -> dict[str, Any]:
         "traceback": errors[-1]["message"] if errors else "",
         "poll_seconds": POLL_SECONDS,
         "duration": _duration(run),
+        "resume_fields": resume_fields(run) if run.state_type == "PAUSED" else None,
+        "form_error": "",
     }
 
 
@@ -169,7 +171,6 @@ def page_context(run_id: str, level: str) -> dict[str, Any]:
     live = live_context(run_id, level)
     run: FlowRun = live["run"]
     deployment = deployment_store.get_by_id(run.deployment_id) if run.deployment_id else None
-    paused = run.state_type == "PAUSED"
     return {
         **live,
         "history": read_flow_run_states(run.id),
@@ -177,8 +178,6 @@ def page_context(run_id: str, level: str) -> dict[str, Any]:
         "parameters": orjson.dumps(
             run.parameters, option=orjson.OPT_INDENT_2, default=str
         ).decode(),
-        "resume_fields": resume_fields(run) if paused else None,
-        "form_error": "",
     }
 
 

@@ -250,10 +250,10 @@ def test_many_task_runs_are_aggregated_per_task(ui: httpx.Client) -> None:
 def test_actions_need_the_pages_csrf_token(ui: httpx.Client) -> None:
     run = _run("etl", Pending())
     url = f"/flow-runs/{run.id}/cancel"
-    _r = ui.post(url, data={})
-    assert _r.status_code == 400
+    assert ui.post(url, data={}).status_code == 400
     assert ui.post(url, data={"csrf_token": "0" * 64}).status_code == 400
-    stolen = _csrf(ui.get(f"/flow-runs/{run.id}", headers={"Cookie": "prefect_lite_key=other"}).text)
+    other_session = {"Cookie": "prefect_lite_key=other"}
+    stolen = _csrf(ui.get(f"/flow-runs/{run.id}", headers=other_session).text)
     assert ui.post(url, data={"csrf_token": stolen}).status_code == 400
     assert read_flow_run(run.id).state_type == "PENDING"
     token = _csrf(ui.get(f"/flow-runs/{run.id}").text)

@@ -4,6 +4,7 @@ asserting that it is now refused."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -21,7 +22,7 @@ from prefect_lite.blocks.system import Secret
 from prefect_lite.client import get_client
 from prefect_lite.exceptions import AuthenticationError, ConfigurationError, PermissionDenied
 from prefect_lite.server import create_app
-from prefect_lite.server.auth import COOKIE_NAME, KeyRing, parse_keys
+from prefect_lite.server.auth import COOKIE_NAME, AuthMiddleware, KeyRing, parse_keys
 from prefect_lite.server.hosts import host_name, trusted_hosts
 from prefect_lite.server.runner import AUTH_OFF, check_exposure, is_loopback
 from prefect_lite.settings import Settings, temporary_settings
@@ -394,3 +395,33 @@ def test_a_flow_runs_end_to_end_with_a_worker_key_and_not_with_a_run_key(base: s
         pytest.raises((PermissionDenied, AuthenticationError), match="'worker' role"),
     ):
         _parent(6)
+
+
+def test_a_websocket_handshake_needs_a_key_too() -> None:
+    reached: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["state"]["role"])
+
+    keys = KeyRing.from_settings(Settings(api_key=None, api_keys=SecretStr(KEYS_SETTING)))
+    app = AuthMiddleware(inner, keys)
+
+    def handshake(headers: list[tuple[bytes, bytes]]) -> list[Any]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        async def receive() -> Any:
+            return {"type": "websocket.connect"}
+
+        scope = {"type": "websocket", "path": "/ws", "headers": headers}
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    assert handshake([]) == [{"type": "websocket.close", "code": 1008}]
+    cookie = (b"cookie", f"{COOKIE_NAME}={KEYS['run']}".encode())
+    assert handshake([cookie]) == [{"type": "websocket.close", "code": 1008}]  # not same-origin
+    assert handshake([cookie, (b"sec-fetch-site", b"same-origin")]) == []
+    assert handshake([(b"authorization", f"Bearer {KEYS['read']}".encode())]) == []
+    assert reached == ["run", "read"]

@@ -128,6 +128,9 @@ class AuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.keys:
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -137,9 +140,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        bearer = headers.get(b"authorization")
-        key = _bearer_key(bearer) if bearer is not None else _cookie(headers, COOKIE_NAME)
-        role = self.keys.role_of(key) if key is not None else None
+        bearer, key, role = self._authenticate(headers)
         path: str = scope["path"]
         if role is None and is_open_path(path):
             state["role"] = ""
@@ -152,6 +153,26 @@ class AuthMiddleware:
             await send_json(send, 403, _CROSS_SITE)
             return
         state["role"] = role
+        await self.app(scope, receive, send)
+
+    def _authenticate(
+        self, headers: dict[bytes, bytes]
+    ) -> tuple[bytes | None, bytes | None, str | None]:
+        """(the Authorization header, the key sent, its role): the header wins over the
+        cookie; any of them None when absent or, for the role, not a configured key."""
+        bearer = headers.get(b"authorization")
+        key = _bearer_key(bearer) if bearer is not None else _cookie(headers, COOKIE_NAME)
+        return bearer, key, self.keys.role_of(key) if key is not None else None
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """No endpoint uses websockets today; one added later gets the same keys (bearer
+        or cookie, and a same-origin handshake for the cookie) instead of none."""
+        headers = _headers(scope)
+        bearer, _key, role = self._authenticate(headers)
+        if role is None or (bearer is None and not same_origin(headers)):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        scope.setdefault("state", {})["role"] = role
         await self.app(scope, receive, send)
 
 

@@ -52,12 +52,15 @@ class TrustedHostMiddleware:
         self.any_host = "*" in self.allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.any_host:
+        if scope["type"] not in ("http", "websocket") or self.any_host:
             await self.app(scope, receive, send)
             return
         raw = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
         if raw is None or host_name(raw.decode("latin-1")) in self.allowed:
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
             return
         shown = raw.decode("latin-1")[:100].encode("unicode_escape").decode("ascii")
         await send_json(

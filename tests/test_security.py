@@ -20,6 +20,7 @@ from prefect_lite.api.registry import all_operations
 from prefect_lite.api.roles import ROLES, allows
 from prefect_lite.blocks.system import Secret
 from prefect_lite.client import get_client
+from prefect_lite.deployments import run_deployment
 from prefect_lite.exceptions import AuthenticationError, ConfigurationError, PermissionDenied
 from prefect_lite.server import create_app
 from prefect_lite.server.auth import COOKIE_NAME, AuthMiddleware, KeyRing, parse_keys
@@ -156,7 +157,7 @@ def test_every_operation_declares_its_role_and_a_read_key_reaches_no_other(base:
     [
         ("read", ["read_flows", "read_runs"], ["trigger", "write_logs", "create_pool"]),
         ("run", ["read_flows", "trigger", "cancel"], ["write_logs", "create_pool", "deploy"]),
-        ("worker", ["read_flows", "write_logs", "create_run"], ["trigger", "create_pool"]),
+        ("worker", ["read_flows", "write_logs", "create_run"], ["cancel", "create_pool"]),
         ("admin", ["trigger", "write_logs", "create_pool", "deploy"], []),
     ],
 )
@@ -370,16 +371,19 @@ def _child(x: int) -> int:
 
 
 @flow(name="sec-parent", persist_result=True)
-def _parent(x: int) -> int:
+def _parent(x: int, downstream: str) -> int:
     token = Secret.load("worker-token").get()
     assert token == "t0ken"
+    triggered = run_deployment(downstream, timeout=0)
+    assert triggered.state_type is StateType.SCHEDULED
     return _double(x) + _child(x)
 
 
 def test_a_flow_runs_end_to_end_with_a_worker_key_and_not_with_a_run_key(base: str) -> None:
     Secret(value="t0ken").save("worker-token")
+    downstream = "sec/" + _deployment(base)["name"]
     with temporary_settings(api_url=f"{base}/api", api_key=KEYS["worker"]):
-        state = _parent(5, return_state=True)
+        state = _parent(5, downstream, return_state=True)
         assert state.type is StateType.COMPLETED, state
         assert state.result() == 21
         with get_client(sync_client=True) as client:
@@ -394,7 +398,7 @@ def test_a_flow_runs_end_to_end_with_a_worker_key_and_not_with_a_run_key(base: s
         temporary_settings(api_url=f"{base}/api", api_key=KEYS["run"]),
         pytest.raises((PermissionDenied, AuthenticationError), match="'worker' role"),
     ):
-        _parent(6)
+        _parent(6, downstream)
 
 
 def test_a_websocket_handshake_needs_a_key_too() -> None:

@@ -41,7 +41,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 500
     "/deployments/{deployment_id}/create_flow_run",
     status_code=201,
     tag="deployments",
-    role="run",
+    role=("run", "worker"),  # worker: a flow calling run_deployment
 )
 def create_flow_run_from_deployment(
     deployment_id: uuid.UUID,
@@ -83,7 +83,7 @@ def create_flow_run_from_deployment(
     "/deployments/name/{flow_name}/{deployment_name}/create_flow_run",
     status_code=201,
     tag="deployments",
-    role="run",
+    role=("run", "worker"),  # worker: a flow calling run_deployment
 )
 def create_flow_run_from_deployment_name(
     flow_name: str,

@@ -6,7 +6,8 @@ Four roles, from least to most trusted:
 - ``run``: read, plus trigger deployment runs, cancel and resume runs, send run input.
 - ``worker``: read, plus what executing a flow needs: create flow and task runs, propose
   their states, write logs, results, cache records and transaction locks, claim due runs,
-  renew leases and report exits, read blocks with their secrets.
+  renew leases and report exits, read blocks with their secrets, send run input, and
+  trigger deployment runs (a flow may call ``run_deployment``).
 - ``admin``: everything (deployments, pools, queues, blocks, variables, forced changes).
 
 ``run`` and ``worker`` are siblings: neither includes the other. The server's auth layer

@@ -73,10 +73,22 @@ def private_redis() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            find_redis_server(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     os.environ["PREFECT_LITE_REDIS_URL"] = url
     os.environ["PREFECT_LITE_HOME"] = str(workdir)
@@ -123,8 +135,13 @@ def task_runs(run: FlowRun, count: int, names: int = 5, started: float | None = 
     batch = runs.RunBatch()
     for i in range(count):
         name = ["extract", "clean", "load", "validate", "notify", "score", "rank"][i % names]
-        task = TaskRun(name=f"{name}-{i}", flow_run_id=run.id, task_key=f"etl.{name}",
-                       dynamic_key=str(i), expected_start_time=_time.from_timestamp(t0 + i * 0.4))
+        task = TaskRun(
+            name=f"{name}-{i}",
+            flow_run_id=run.id,
+            task_key=f"etl.{name}",
+            dynamic_key=str(i),
+            expected_start_time=_time.from_timestamp(t0 + i * 0.4),
+        )
         batch.create("task", task, Running())
         end = Failed() if i % 17 == 5 else Completed()
         batch.propose("task", task.id, runs.Proposal(state=end, force=True))
@@ -144,78 +161,169 @@ def seed_demo() -> dict[str, Any]:
         ("worker-b", "default-pool", "ONLINE", 8),
         ("gpu-1", "gpu", "OFFLINE", 900),
     ):
-        pools.save_worker(Worker(name=name, work_pool_name=pool, host="node-1", pid=4242,
-                                 status=status, last_heartbeat_time=now - timedelta(seconds=ago),
-                                 running=1 if status == "ONLINE" else 0))  # fmt: skip
+        pools.save_worker(
+            Worker(
+                name=name,
+                work_pool_name=pool,
+                host="node-1",
+                pid=4242,
+                status=status,
+                last_heartbeat_time=now - timedelta(seconds=ago),
+                running=1 if status == "ONLINE" else 0,
+            )
+        )
     etl = create_deployment(
-        "etl", "nightly", entrypoint="flows/etl.py:etl", path="/srv/flows",
-        work_pool_name="default-pool", parameter_openapi_schema=SCHEMA,
-        parameters={"source": "s3://bucket/raw", "batch_size": 1000}, tags=["prod", "etl"],
+        "etl",
+        "nightly",
+        entrypoint="flows/etl.py:etl",
+        path="/srv/flows",
+        work_pool_name="default-pool",
+        parameter_openapi_schema=SCHEMA,
+        parameters={"source": "s3://bucket/raw", "batch_size": 1000},
+        tags=["prod", "etl"],
         description="Nightly load of the warehouse.",
         schedules=[{"cron": "30 1 * * *", "timezone": "Europe/Berlin"}],  # type: ignore[list-item]
-    )  # fmt: skip
+    )
     report = create_deployment(
-        "report", "hourly", entrypoint="flows/report.py:report", work_pool_name="default-pool",
-        schedules=[{"interval": 3600}], tags=["prod"],  # type: ignore[list-item]
-    )  # fmt: skip
-    create_deployment("train", "weekly", entrypoint="ml/train.py:train", work_pool_name="gpu",
-                      schedules=[{"cron": "0 3 * * 1", "timezone": "America/New_York"}])  # type: ignore[list-item]  # fmt: skip
+        "report",
+        "hourly",
+        entrypoint="flows/report.py:report",
+        work_pool_name="default-pool",
+        schedules=[{"interval": 3600}],
+        tags=["prod"],  # type: ignore[list-item]
+    )
+    create_deployment(
+        "train",
+        "weekly",
+        entrypoint="ml/train.py:train",
+        work_pool_name="gpu",
+        schedules=[{"cron": "0 3 * * 1", "timezone": "America/New_York"}],
+    )  # type: ignore[list-item]
     ids: dict[str, Any] = {"etl": etl.id, "report": report.id}
-    cycle = [Completed(), Completed(), Failed(message="ValueError: bad row 17"), Completed(),
-             Crashed(message="worker lost"), Cancelled()]  # fmt: skip
+    cycle = [
+        Completed(),
+        Completed(),
+        Failed(message="ValueError: bad row 17"),
+        Completed(),
+        Crashed(message="worker lost"),
+        Cancelled(),
+    ]
     for i in range(60):
         dep = etl if i % 2 else report
-        run = create_flow_run(dep.flow_name, deployment_id=dep.id, state=Pending(),
-                              work_pool_name="default-pool", tags=list(dep.tags),
-                              expected_start_time=now - timedelta(minutes=37 * i))  # fmt: skip
+        run = create_flow_run(
+            dep.flow_name,
+            deployment_id=dep.id,
+            state=Pending(),
+            work_pool_name="default-pool",
+            tags=list(dep.tags),
+            expected_start_time=now - timedelta(minutes=37 * i),
+        )
         _set(run, Running(), cycle[i % len(cycle)])
     ids.update(_special_runs(etl.id, report.id))
     create_variable("warehouse_dsn_name", value="analytics", tags=["prod"])
     create_variable("retry_policy", value={"retries": 3, "delay": [1, 10, 60]})
-    create_block_document(BlockDocument(
-        name="warehouse", block_type_slug="database-credentials",
-        data={"user": "loader", "password": "never-shown-s3cret", "host": "db.internal"},
-        block_schema={"secret_fields": ["password"]},
-    ))  # fmt: skip
+    create_block_document(
+        BlockDocument(
+            name="warehouse",
+            block_type_slug="database-credentials",
+            data={"user": "loader", "password": "never-shown-s3cret", "host": "db.internal"},
+            block_schema={"secret_fields": ["password"]},
+        )
+    )
     return ids
 
 
 def _special_runs(etl_id: uuid.UUID, report_id: uuid.UUID) -> dict[str, Any]:
     now = _time.now()
-    live = create_flow_run("etl", deployment_id=etl_id, work_pool_name="default-pool",
-                           name="brisk-otter", tags=["prod"], parameters={"source": "s3://b"},
-                           state=Pending())  # fmt: skip
+    live = create_flow_run(
+        "etl",
+        deployment_id=etl_id,
+        work_pool_name="default-pool",
+        name="brisk-otter",
+        tags=["prod"],
+        parameters={"source": "s3://b"},
+        state=Pending(),
+    )
     _set(live, Running())
     task_runs(live, 24)
-    create_logs([
-        Log(name="prefect.flow_runs", level=lvl, message=msg, flow_run_id=live.id,
-            timestamp=now - timedelta(seconds=30 - i))
-        for i, (lvl, msg) in enumerate([(20, "Beginning flow run 'brisk-otter'"),
-                                        (10, "reading 3 partitions"), (20, "extracted 120,000 rows"),
-                                        (30, "2 rows skipped: bad encoding"), (20, "loading")])
-    ])  # fmt: skip
-    failed = create_flow_run("etl", deployment_id=etl_id, name="grumpy-heron", state=Pending(),
-                             work_pool_name="default-pool")  # fmt: skip
+    create_logs(
+        [
+            Log(
+                name="prefect.flow_runs",
+                level=lvl,
+                message=msg,
+                flow_run_id=live.id,
+                timestamp=now - timedelta(seconds=30 - i),
+            )
+            for i, (lvl, msg) in enumerate(
+                [
+                    (20, "Beginning flow run 'brisk-otter'"),
+                    (10, "reading 3 partitions"),
+                    (20, "extracted 120,000 rows"),
+                    (30, "2 rows skipped: bad encoding"),
+                    (20, "loading"),
+                ]
+            )
+        ]
+    )
+    failed = create_flow_run(
+        "etl",
+        deployment_id=etl_id,
+        name="grumpy-heron",
+        state=Pending(),
+        work_pool_name="default-pool",
+    )
     _set(failed, Running(), Failed(message="Flow run encountered an exception: KeyError: 'id'"))
-    create_logs([Log(name="prefect.flow_runs", level=40, flow_run_id=failed.id, message=(
-        "Encountered exception during execution:\nTraceback (most recent call last):\n"
-        '  File "flows/etl.py", line 42, in etl\n    key = row["id"]\nKeyError: \'id\''))])  # fmt: skip
+    create_logs(
+        [
+            Log(
+                name="prefect.flow_runs",
+                level=40,
+                flow_run_id=failed.id,
+                message=(
+                    "Encountered exception during execution:\nTraceback (most recent call last):\n"
+                    '  File "flows/etl.py", line 42, in etl\n    key = row["id"]\nKeyError: \'id\''
+                ),
+            )
+        ]
+    )
     big = create_flow_run("etl", deployment_id=etl_id, name="vast-meadow", state=Pending())
     _set(big, Running(), Completed())
     task_runs(big, 800, names=7)
-    waiting = create_flow_run("report", deployment_id=report_id, name="patient-lynx",
-                              work_pool_name="gpu", work_queue_name="default",
-                              state=Scheduled(scheduled_time=now - timedelta(minutes=5)))  # fmt: skip
+    waiting = create_flow_run(
+        "report",
+        deployment_id=report_id,
+        name="patient-lynx",
+        work_pool_name="gpu",
+        work_queue_name="default",
+        state=Scheduled(scheduled_time=now - timedelta(minutes=5)),
+    )
     paused = create_flow_run("etl", deployment_id=etl_id, name="quiet-falcon", state=Pending())
     _set(paused, Running())
     base = "paused-approval"
-    create_flow_run_input(paused.id, f"{base}-schema", value={
-        "title": "Approval", "type": "object",
-        "properties": {"approved": {"title": "Approved", "type": "boolean"},
-                       "note": {"title": "Note", "type": "string"}},
-        "required": ["approved", "note"]})  # fmt: skip
+    create_flow_run_input(
+        paused.id,
+        f"{base}-schema",
+        value={
+            "title": "Approval",
+            "type": "object",
+            "properties": {
+                "approved": {"title": "Approved", "type": "boolean"},
+                "note": {"title": "Note", "type": "string"},
+            },
+            "required": ["approved", "note"],
+        },
+    )
     keyset = {k: f"{base}-{k}" for k in ("description", "response", "schema")}
-    set_flow_run_state(paused.id, Paused(timeout_seconds=3600, pause_key="approval",
-                                         run_input_keyset=keyset), force=True)  # fmt: skip
-    return {"live": live.id, "failed": failed.id, "big": big.id, "waiting": waiting.id,
-            "paused": paused.id}  # fmt: skip
+    set_flow_run_state(
+        paused.id,
+        Paused(timeout_seconds=3600, pause_key="approval", run_input_keyset=keyset),
+        force=True,
+    )
+    return {
+        "live": live.id,
+        "failed": failed.id,
+        "big": big.id,
+        "waiting": waiting.id,
+        "paused": paused.id,
+    }

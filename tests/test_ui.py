@@ -347,3 +347,69 @@ def test_login_sets_a_strict_httponly_cookie_and_only_local_redirects(ui: httpx.
         away = ui.post("/login", data={"csrf_token": token, "key": "k", "next": target})
         assert away.headers["location"] == "/"
     ui.cookies.clear()
+
+
+# ------------------------------------------------------------------------------- roles
+
+KEYS = {"read": "read-k3y", "run": "run-k3y", "admin": "admin-k3y"}
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[httpx.Client]:
+    spec = ",".join(f"{role}:{key}" for role, key in KEYS.items())
+    app = create_app(Settings(api_key=None, api_keys=spec))  # type: ignore[arg-type]
+    with serve(app) as base, httpx.Client(base_url=base) as client:
+        yield client
+
+
+def _as(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[role]}"}
+
+
+def test_pages_need_a_key_and_send_browsers_to_login(secured: httpx.Client) -> None:
+    answer = secured.get("/runs?state=FAILED")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login?next=/runs")
+    assert secured.get("/login").status_code == 200
+    assert secured.get("/static/style.css").status_code == 200
+    assert secured.get("/runs", headers=_as("read")).status_code == 200
+
+
+def test_buttons_follow_the_role_and_the_server_checks_it_again(secured: httpx.Client) -> None:
+    run = _run("etl", Pending())
+    page = {role: secured.get(f"/flow-runs/{run.id}", headers=_as(role)).text for role in KEYS}
+    assert "Cancel run" not in page["read"] and "Set state" not in page["read"]
+    assert "Cancel run" in page["run"] and "Set state" not in page["run"]
+    assert "Cancel run" in page["admin"] and "Set state" in page["admin"]
+    token = _csrf(page["read"])
+    refused = secured.post(
+        f"/flow-runs/{run.id}/cancel", data={"csrf_token": token}, headers=_as("read")
+    )
+    assert refused.status_code == 403 and "needs the &#39;run&#39; role" in refused.text
+    token = _csrf(page["run"])
+    forced = secured.post(
+        f"/flow-runs/{run.id}/set-state",
+        data={"csrf_token": token, "state": "COMPLETED"},
+        headers=_as("run"),
+    )
+    assert forced.status_code == 403
+    assert read_flow_run(run.id).state_type == "PENDING"
+    done = secured.post(
+        f"/flow-runs/{run.id}/cancel", data={"csrf_token": token}, headers=_as("run")
+    )
+    assert done.status_code == 303
+    assert read_flow_run(run.id).state_type == "CANCELLED"
+
+
+def test_login_cookie_signs_in_and_a_wrong_key_is_said_so(secured: httpx.Client) -> None:
+    secured.cookies.clear()
+    token = _csrf(secured.get("/login").text)
+    signed = secured.post("/login", data={"csrf_token": token, "key": KEYS["run"], "next": "/"})
+    assert signed.status_code == 303
+    home = secured.get("/")
+    assert home.status_code == 200 and "role: run" in home.text
+    secured.cookies.clear()
+    secured.cookies.set("prefect_lite_key", "wrong")
+    assert secured.get("/").headers["location"] == "/login?next=/"
+    assert "That key was not accepted" in secured.get("/login?next=/").text
+    secured.cookies.clear()

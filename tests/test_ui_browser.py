@@ -20,7 +20,7 @@ import pytest
 
 from prefect_lite.api.flow_runs import create_flow_run
 from prefect_lite.schemas import TaskRun
-from prefect_lite.server import auth, create_app
+from prefect_lite.server import create_app
 from prefect_lite.settings import Settings
 from prefect_lite.states import Completed, Running
 from prefect_lite.storage import runs
@@ -30,9 +30,6 @@ from tests.test_e2e_remote import POOL, Stack, running_stack
 FLOWS = "tests/fixtures/ui_flows.py"
 KEY = "ui-browser-s3cret"
 STEP_TIMEOUT_MS = 30_000
-# The auth layer with roles accepts the key from the login cookie; a build without it
-# (bearer header only) is exercised with auth off.
-COOKIE_AUTH = callable(getattr(auth, "allows", None))
 
 
 def chromium_path() -> str:
@@ -86,8 +83,7 @@ def _state_is(page: Any, name: str) -> None:
 def test_operate_runs_deployments_and_pools_in_a_browser(browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    key = KEY if COOKIE_AUTH else None
-    with running_stack(tmp_path, api_key=key) as stack:
+    with running_stack(tmp_path, api_key=KEY) as stack:
         for function in ("add", "slow", "approval"):
             _deploy(stack, function)
         base = stack.api_url.removesuffix("/api")
@@ -96,12 +92,11 @@ def test_operate_runs_deployments_and_pools_in_a_browser(browser: Any, tmp_path:
 
         # Sign in (the key goes into an HttpOnly cookie), then the dashboard.
         page.goto(f"{base}/")
-        if COOKIE_AUTH:
-            expect(page).to_have_url(re.compile(r"/login\?next=%2F$|/login\?next=/$"))
-            page.locator("#key").fill(KEY)
-            page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+        page.locator("#key").fill(KEY)
+        page.get_by_role("button", name="Sign in").click()
         expect(page.locator("h1")).to_have_text("Dashboard")
-        expect(page.locator(".who")).to_contain_text("admin" if COOKIE_AUTH else "auth off")
+        expect(page.locator(".who")).to_contain_text("role: admin")
 
         # Trigger from the form with parameters; the run completes live; its logs.
         run_id = _trigger(page, base, "add/ui", a="40", b="2")

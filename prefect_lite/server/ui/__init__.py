@@ -30,7 +30,7 @@ DOCS_PATH = "/api/docs"
 
 
 def auth_configured(settings: Settings) -> bool:
-    return bool(settings.api_key) or bool(getattr(settings, "api_keys", None))
+    return bool(settings.api_key) or bool(settings.api_keys)
 
 
 def install(app: FastAPI, settings: Settings, openapi_url: str) -> None:

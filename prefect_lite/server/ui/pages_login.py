@@ -1,8 +1,9 @@
 """Login and logout: the key goes into an HttpOnly, SameSite=Strict cookie.
 
 The auth middleware reads that cookie on every later request (and sends a page request
-without valid credentials to ``/login?next=<path>``). Arriving here with a ``next`` while a
-cookie is set therefore means the key in it was refused, and the page says so.
+without valid credentials to ``/login?next=<path>``). On this open page it gives the role
+``""`` to a caller without a valid key, so a cookie that is set but earns no role holds a
+key that was refused, and the page says so.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from prefect_lite.server.ui.render import Renderer, guarded
-from prefect_lite.server.ui.security import COOKIE, FormDep
+from prefect_lite.server.ui.security import COOKIE, FormDep, role_of
 
 MAX_KEY = 4096
 COOKIE_DAYS = 30
@@ -31,7 +32,7 @@ def router(ui: Renderer) -> APIRouter:
     @guarded(ui)
     def login(request: Request) -> HTMLResponse:
         target = safe_next(request.query_params.get("next", "/"))
-        refused = COOKIE in request.cookies and "next" in request.query_params
+        refused = COOKIE in request.cookies and role_of(request) == ""
         error = (
             "That key was not accepted (or it was revoked). Enter a valid key." if refused else ""
         )

@@ -17,25 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import secrets
-from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
 
 from prefect_lite.exceptions import UserError
+from prefect_lite.server.auth import COOKIE_NAME as COOKIE
+from prefect_lite.server.auth import allows
 
-COOKIE = "prefect_lite_key"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_BYTES = 256 * 1024
-_INCLUDES = {
-    "read": {"read"},
-    "run": {"read", "run"},
-    "worker": {"read", "worker"},
-    "admin": {"read", "run", "worker", "admin"},
-}
 
 
 class Forbidden(UserError):
@@ -46,22 +39,8 @@ class BadForm(UserError):
     """A form without a valid CSRF token, or too large (HTTP 400)."""
 
 
-def _fallback_allows(role: str, needed: str) -> bool:
-    return needed in _INCLUDES.get(role, set())
-
-
-def _load_allows() -> Callable[[str, str], bool]:
-    """``prefect_lite.server.auth.allows`` where the auth layer has roles; else the same
-    rule kept here (admin allows all; run and worker each include read)."""
-    auth = importlib.import_module("prefect_lite.server.auth")
-    found = getattr(auth, "allows", None)
-    return found if callable(found) else _fallback_allows
-
-
-allows = _load_allows()
-
-
 def role_of(request: Request) -> str:
+    """The caller's role ('' for an anonymous caller of an open page such as /login)."""
     return str(getattr(request.state, "role", "admin"))
 
 

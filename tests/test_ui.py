@@ -304,7 +304,13 @@ def test_deployment_page_previews_schedules_in_words(ui: httpx.Client) -> None:
 
 def test_pool_page_pauses_and_sets_limits(ui: httpx.Client) -> None:
     create_work_pool("ops")
+    late = _run("etl", Scheduled(scheduled_time=_time.now() - timedelta(minutes=5)),
+                work_pool_name="ops", name="overdue-run")  # fmt: skip
+    _run("etl", Scheduled(scheduled_time=_time.now() + timedelta(hours=1)), work_pool_name="ops",
+         name="future-run")  # fmt: skip
     page = ui.get("/work-pools/ops").text
+    late_section = page.split("<h2>Late runs</h2>")[1].split("<h2>")[0]
+    assert f"/flow-runs/{late.id}" in late_section and "future-run" not in late_section
     token = _csrf(page)
     assert (
         ui.post("/work-pools/ops", data={"csrf_token": token, "action": "pause"}).status_code == 303

@@ -15,12 +15,14 @@ from prefect_lite.api.work_pools import (
     update_work_queue,
 )
 from prefect_lite.exceptions import ValidationError
-from prefect_lite.server.ui.render import Renderer, guarded
+from prefect_lite.server.ui.render import Renderer, guarded, when
 from prefect_lite.server.ui.security import Form, FormDep, require
 from prefect_lite.server.ui.waiting import HEARTBEAT_STALE
-from prefect_lite.storage import pools
+from prefect_lite.storage import pools, run_views
 
 MAX_POOLS = 500
+LATE_AFTER = 60  # seconds past its start time before a scheduled run counts as late
+LATE_SHOWN = 10
 
 
 def _limit(text: str) -> tuple[int | None, bool]:
@@ -87,7 +89,20 @@ def router(ui: Renderer) -> APIRouter:
     def work_pool(request: Request, name: str) -> HTMLResponse:
         status = read_work_pool_status(name)
         fresh = _time.now() - HEARTBEAT_STALE
-        return ui.html(request, "work_pool.html", s=status, fresh=fresh)
+        late_before = _time.timestamp() - LATE_AFTER
+        late = run_views.page_flow_runs(
+            run_views.RunFilter(states=["SCHEDULED"], pool=status.pool.name, before=late_before),
+            0,
+            LATE_SHOWN,
+        )
+        return ui.html(
+            request,
+            "work_pool.html",
+            s=status,
+            fresh=fresh,
+            late=late,
+            late_before=when(late_before).replace(" ", "T").rstrip("Z"),
+        )
 
     @r.post("/work-pools/{name}")
     @guarded(ui)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -419,3 +419,30 @@ def test_login_cookie_signs_in_and_a_wrong_key_is_said_so(secured: httpx.Client)
     assert secured.get("/").headers["location"] == "/login?next=/"
     assert "That key was not accepted" in secured.get("/login?next=/").text
     secured.cookies.clear()
+
+
+def test_schedule_preview_marks_the_dst_shift() -> None:
+    from prefect_lite.schemas import Schedule
+    from prefect_lite.server.ui.pages_deployments import in_words, preview
+
+    daily = Schedule(cron="0 9 * * *", timezone="Europe/Berlin")
+    with _time.frozen_time(_time.ensure_utc(datetime(2027, 3, 21, 12))):
+        shown = preview(daily)
+    assert in_words(daily) == "Every day at 09:00 (Europe/Berlin)"
+    assert [row["shift"] for row in shown] == [False] * 6 + [True] + [False] * 3
+    assert shown[5]["utc"] == "2027-03-27 08:00:00Z" and shown[6]["utc"] == "2027-03-28 07:00:00Z"
+    assert shown[6]["local"] == "Sun 2027-03-28 09:00:00 CEST"
+
+
+def test_task_names_are_read_exactly_and_a_finished_timeline_follows_new_tasks(
+    ui: httpx.Client,
+) -> None:
+    run = _run("quoted", Running())
+    odd = 'say "hi" \\ <b>there</b>'
+    runs.create_run("task", TaskRun(name=odd, flow_run_id=run.id, task_key="k"), Completed())
+    runs.propose("flow", run.id, runs.Proposal(state=Completed(), force=True))
+    page = ui.get(f"/flow-runs/{run.id}").text
+    assert "say &#34;hi&#34; \\ &lt;b&gt;there&lt;/b&gt;" in page
+    assert page.count('class="g-row"') == 1
+    runs.create_run("task", TaskRun(name="late", flow_run_id=run.id, task_key="k2"), Completed())
+    assert ui.get(f"/flow-runs/{run.id}").text.count('class="g-row"') == 2

@@ -22,11 +22,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from prefect_lite import _time
-from prefect_lite.storage import keys
+from prefect_lite.storage import keys, scripts
 from prefect_lite.storage.connection import get_redis, translate_errors
 
+MAX_TASK_ROWS = 50_000  # task runs a run page reads (it aggregates above a few hundred)
 MAX_EXAMINED = 5000  # ids a post-filtered page may look at before it gives up
 CHUNK = 250
 _FIELDS = ("rec", "type", "name", "start", "end", "run_count")
@@ -207,22 +209,52 @@ def newest_ids(index_keys: Sequence[str], after: float, before: float, count: in
 
 
 def task_rows(flow_run_id: str) -> list[RunRow]:
-    """Every task run of a flow run, by start: two round trips whatever their number."""
+    """Task runs of a flow run (up to ``MAX_TASK_ROWS``), by start: one round trip."""
+    index = keys.task_run_index_flow_run(flow_run_id)
+    args = [index, keys.task_run(""), MAX_TASK_ROWS]
+    r = get_redis()
     with translate_errors():
-        ids = get_redis().zrange(keys.task_run_index_flow_run(flow_run_id), 0, -1)
-    return read_rows("task", [str(i) for i in ids])
+        try:
+            flat = r.execute_command("EVALSHA", scripts.sha("run_rows"), 1, *args)
+        except NoScriptError:
+            scripts.load_all(r)
+            flat = r.execute_command("EVALSHA", scripts.sha("run_rows"), 1, *args)
+    return [_task_row(flat[i : i + 8]) for i in range(0, len(flat), 8)]
+
+
+def _json_text(body: str) -> str:
+    """A JSON string body (as cut from a record) as text."""
+    return str(orjson.loads(f'"{body}"')) if "\\" in body else body
+
+
+def _task_row(values: Sequence[Any]) -> RunRow:
+    run_id, name, task_key, typ, state_name, start, end, run_count = values
+    return RunRow(
+        id=str(run_id),
+        name=_json_text(str(name)),
+        type=str(typ or ""),
+        state_name=str(state_name or typ or ""),
+        expected=None,
+        start=_float(start),
+        end=_float(end),
+        run_count=int(run_count or 0),
+        task_key=_json_text(str(task_key)),
+    )
 
 
 def run_extras(flow_run_id: str, pool: str | None) -> dict[str, Any]:
-    """Counts the run page shows: logs, subflows, and whether a limit holds the run."""
+    """Counts the run page shows: logs, subflows, task runs, and whether a limit holds
+    the run (one round trip)."""
     with translate_errors():
         pipe = get_redis().pipeline(transaction=False)
         pipe.llen(keys.flow_run_logs(flow_run_id))
         pipe.zrange(keys.flow_run_index_parent(flow_run_id), 0, 99)
         pipe.zscore(keys.pool_waiting(pool or ""), flow_run_id)
-        logs, subflows, waiting = pipe.execute()
+        pipe.zcard(keys.task_run_index_flow_run(flow_run_id))
+        logs, subflows, waiting, tasks = pipe.execute()
     return {
         "log_count": int(logs),
+        "task_count": int(tasks),
         "subflow_ids": [str(s) for s in subflows],
         "held_by_limit": waiting is not None,
     }

@@ -244,12 +244,14 @@ def _source(name: str) -> str:
         return propose_source()
     if name == "task_batch":
         return task_batch_source()
+    if name == "run_rows":
+        return run_rows_source()
     return claim_slots_source()
 
 
 def load_all(r: Any) -> None:
     """Load every script into the server's script cache (after a restart or flush)."""
-    for name in ("create", "propose", "task_batch", "claim"):
+    for name in ("create", "propose", "task_batch", "claim", "run_rows"):
         r.script_load(_source(name))
 
 
@@ -277,3 +279,27 @@ return {1}
 
 def claim_slots_source() -> str:
     return _CLAIM_SLOTS
+
+
+# Read-only, for the web UI's timelines. KEYS: a run index zset. ARGV: the run hash key
+# head (``keys.task_run("")``), the most ids to read. Answers, per id in index order:
+# id, name, task_key (both as JSON string bodies, cut from the record without decoding
+# it), type, state name, start, end, run_count (flattened): one round trip and a few
+# dozen bytes per run, for thousands of runs.
+_RUN_ROWS = r"""
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local out = {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', ARGV[1] .. id, 'rec', 'type', 'name', 'start', 'end', 'run_count')
+  local rec = f[1] or ''
+  out[#out + 1] = id
+  out[#out + 1] = string.match(rec, '"name":"(.-[^\\])"') or ''
+  out[#out + 1] = string.match(rec, '"task_key":"(.-[^\\])"') or ''
+  for i = 2, 6 do out[#out + 1] = f[i] or '' end
+end
+return out
+"""
+
+
+def run_rows_source() -> str:
+    return _RUN_ROWS

@@ -8,6 +8,8 @@ to ``AGGREGATE_ABOVE``; above that, one bar per task with counts by state, so a 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +36,7 @@ POLL_SECONDS = 2
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 LEVELS = {"": 0, "DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 DOWNLOAD_CHUNK = 2000
+TIMELINE_CACHE = 32
 
 
 @dataclass
@@ -96,6 +99,48 @@ def task_bars(rows: list[run_views.RunRow]) -> tuple[list[Bar], bool, int]:
     return bars, True, max(0, len(groups) - MAX_GROUPS)
 
 
+class _Timelines:
+    """Timelines of finished runs, which no longer change: a run page viewed again (or by
+    many people) skips reading thousands of task runs. Keyed by the run's state version
+    and task run count, so a retried run is read afresh; a live run is never cached."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._found: OrderedDict[tuple[str, int, int], tuple[list[Bar], bool, int, int]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, run: FlowRun, task_count: int) -> tuple[list[Bar], bool, int, int]:
+        key = (str(run.id), run.version, task_count)
+        final = str(run.state_type) in FINAL
+        with self._lock:
+            found = self._found.get(key) if final else None
+            if found is not None:
+                self._found.move_to_end(key)
+                return found
+        rows = run_views.task_rows(str(run.id))
+        made = (*task_bars(rows), len(rows))
+        if final:
+            with self._lock:
+                self._found[key] = made
+                while len(self._found) > self.size:
+                    self._found.popitem(last=False)
+        return made
+
+    def clear(self) -> None:
+        with self._lock:
+            self._found.clear()
+
+
+timelines = _Timelines(TIMELINE_CACHE)
+
+
+def timeline(run: FlowRun, task_count: int) -> tuple[list[Bar], bool, int, int]:
+    """``(bars, aggregated, hidden groups, task runs read)`` of the run's task runs."""
+    return timelines.get(run, task_count)
+
+
 def _logs(run_id: str, count: int, min_level: int) -> list[dict[str, Any]]:
     if count == 0:
         return []
@@ -124,8 +169,7 @@ def live_context(run_id: str, level: str) -> dict[str, Any]:
     run = read_flow_run(parse_uuid(run_id, "flow run"))
     extras = run_views.run_extras(run_id, run.work_pool_name)
     min_level = LEVELS.get(level, 0)
-    rows = run_views.task_rows(run_id)
-    bars, aggregated, hidden = task_bars(rows)
+    bars, aggregated, hidden, task_count = timeline(run, extras["task_count"])
     logs = _logs(run_id, extras["log_count"], min_level)
     errors = (
         [row for row in logs if int(row.get("level", 0)) >= 40]
@@ -135,7 +179,7 @@ def live_context(run_id: str, level: str) -> dict[str, Any]:
     return {
         "run": run,
         "final": str(run.state_type) in FINAL,
-        "task_count": len(rows),
+        "task_count": task_count,
         "bars": bars,
         "aggregated": aggregated,
         "hidden_groups": hidden,

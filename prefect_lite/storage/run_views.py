@@ -211,15 +211,43 @@ def newest_ids(index_keys: Sequence[str], after: float, before: float, count: in
 def task_rows(flow_run_id: str) -> list[RunRow]:
     """Task runs of a flow run (up to ``MAX_TASK_ROWS``), by start: one round trip."""
     index = keys.task_run_index_flow_run(flow_run_id)
-    args = [index, keys.task_run(""), MAX_TASK_ROWS]
+    flat = _evalsha("run_rows", [index, keys.task_run(""), MAX_TASK_ROWS])
+    return [_task_row(flat[i : i + 8]) for i in range(0, len(flat), 8)]
+
+
+@dataclass
+class TaskGroup:
+    """The task runs of one task within a flow run, summed up."""
+
+    task_key: str
+    count: int
+    first_start: float | None
+    last_end: float | None
+    by_type: dict[str, int]
+
+
+def task_groups(flow_run_id: str) -> list[TaskGroup]:
+    """The task runs of a flow run summed up per task key, in Redis: one round trip and
+    one short row per task however many task runs there are."""
+    index = keys.task_run_index_flow_run(flow_run_id)
+    args = [index, keys.task_run(""), MAX_TASK_ROWS, repr(_time.timestamp())]
+    flat = _evalsha("run_groups", args)
+    out = []
+    for i in range(0, len(flat), 5):
+        key, count, first, last, types = (str(v) for v in flat[i : i + 5])
+        by_type = {t: int(n) for t, _, n in (part.partition("=") for part in types.split())}
+        out.append(TaskGroup(_json_text(key), int(count), _float(first), _float(last), by_type))
+    return out
+
+
+def _evalsha(name: str, args: list[Any]) -> Any:
     r = get_redis()
     with translate_errors():
         try:
-            flat = r.execute_command("EVALSHA", scripts.sha("run_rows"), 1, *args)
+            return r.execute_command("EVALSHA", scripts.sha(name), 1, *args)
         except NoScriptError:
             scripts.load_all(r)
-            flat = r.execute_command("EVALSHA", scripts.sha("run_rows"), 1, *args)
-    return [_task_row(flat[i : i + 8]) for i in range(0, len(flat), 8)]
+            return r.execute_command("EVALSHA", scripts.sha(name), 1, *args)
 
 
 def _json_text(body: str) -> str:

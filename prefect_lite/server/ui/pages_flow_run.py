@@ -68,35 +68,46 @@ def _place(
     return left, max(0.3, min(100 - left, 100 * (length or 0.0) / span))
 
 
-def task_bars(rows: list[run_views.RunRow]) -> tuple[list[Bar], bool, int]:
-    """Timeline bars, whether they are aggregated, and how many groups were left out."""
+def task_bars(rows: list[run_views.RunRow]) -> list[Bar]:
+    """One bar per task run, placed on the run's time span."""
     t0, span = _span(rows)
-    if len(rows) <= AGGREGATE_ABOVE:
-        bars = []
-        for r in rows:
-            left, width = _place(r.start, r.duration, t0, span)
-            title = f"{r.name}: {r.state_name}, {r.duration or 0:.2f} s"
-            bars.append(Bar(r.name, left, width, r.type, title))
-        return bars, False, 0
-    groups: dict[str, list[run_views.RunRow]] = {}
-    for r in rows:
-        groups.setdefault(r.task_key or r.name, []).append(r)
     bars = []
-    for key, members in list(groups.items())[:MAX_GROUPS]:
-        started = [m.start for m in members if m.start is not None]
-        first = min(started) if started else None
-        last = max(((m.start or 0) + (m.duration or 0) for m in members), default=0)
-        left, width = _place(first, (last - first) if first is not None else None, t0, span)
-        counts: dict[str, int] = {}
-        for m in members:
-            counts[m.type] = counts.get(m.type, 0) + 1
-        segments = [(t, 100 * n / len(members), n) for t, n in sorted(counts.items())]
-        label = key.rsplit(".", 1)[-1].split("-")[0] or key
-        summary = ", ".join(f"{n} {t.lower()}" for t, n in sorted(counts.items()))
+    for r in rows:
+        left, width = _place(r.start, r.duration, t0, span)
+        title = f"{r.name}: {r.state_name}, {r.duration or 0:.2f} s"
+        bars.append(Bar(r.name, left, width, r.type, title))
+    return bars
+
+
+def group_bars(groups: list[run_views.TaskGroup]) -> tuple[list[Bar], int]:
+    """One bar per task, from its first start to its last end, coloured by the share of
+    its task runs in each state; and how many tasks were left out."""
+    starts = [g.first_start for g in groups if g.first_start is not None]
+    t0 = min(starts, default=0.0)
+    span = max([(g.last_end or t0) - t0 for g in groups] + [1e-3])
+    bars = []
+    for g in groups[:MAX_GROUPS]:
+        length = (g.last_end or 0) - g.first_start if g.first_start is not None else None
+        left, width = _place(g.first_start, length, t0, span)
+        ordered = sorted(g.by_type.items())
+        segments = [(t, 100 * n / g.count, n) for t, n in ordered]
+        label = g.task_key.rsplit(".", 1)[-1] or g.task_key
+        summary = ", ".join(f"{n} {t.lower()}" for t, n in ordered)
         bars.append(
-            Bar(f"{label} x{len(members)}", left, width, "", f"{key}: {summary}", "", segments)
+            Bar(f"{label} x{g.count}", left, width, "", f"{g.task_key}: {summary}", "", segments)
         )
-    return bars, True, max(0, len(groups) - MAX_GROUPS)
+    return bars, max(0, len(groups) - MAX_GROUPS)
+
+
+def read_timeline(run_id: str, task_count: int) -> tuple[list[Bar], bool, int, int]:
+    """``(bars, aggregated, hidden tasks, task runs)``: above ``AGGREGATE_ABOVE`` task
+    runs, summed up per task in Redis; otherwise one bar each."""
+    if task_count > AGGREGATE_ABOVE:
+        groups = run_views.task_groups(run_id)
+        bars, hidden = group_bars(groups)
+        return bars, True, hidden, sum(g.count for g in groups)
+    rows = run_views.task_rows(run_id)
+    return task_bars(rows), False, 0, len(rows)
 
 
 class _Timelines:
@@ -119,8 +130,7 @@ class _Timelines:
             if found is not None:
                 self._found.move_to_end(key)
                 return found
-        rows = run_views.task_rows(str(run.id))
-        made = (*task_bars(rows), len(rows))
+        made = read_timeline(str(run.id), task_count)
         if final:
             with self._lock:
                 self._found[key] = made

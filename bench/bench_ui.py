@@ -78,9 +78,15 @@ def seed(n_runs: int, n_deployments: int, n_tasks: int) -> dict[str, Any]:
     for i in range(n_runs):
         dep = deployments[i % n_deployments]
         when = now - timedelta(seconds=rng.uniform(0, 30 * 86_400))
-        run = FlowRun(name=f"run-{i}", flow_id=dep.flow_id, flow_name=dep.flow_name,
-                      deployment_id=dep.id, work_pool_name="bench-pool",
-                      tags=["bench", f"t{i % 10}"], expected_start_time=when)  # fmt: skip
+        run = FlowRun(
+            name=f"run-{i}",
+            flow_id=dep.flow_id,
+            flow_name=dep.flow_name,
+            deployment_id=dep.id,
+            work_pool_name="bench-pool",
+            tags=["bench", f"t{i % 10}"],
+            expected_start_time=when,
+        )
         state = Scheduled(scheduled_time=when) if i % 50 == 0 else rng.choice(STATES)()
         batch.create("flow", run, state)
         if len(batch) >= 5000:
@@ -118,7 +124,9 @@ def pages(ids: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def measure_pages(base: str, ids: dict[str, Any], repeat: int, trips: RoundTrips) -> list[dict[str, Any]]:
+def measure_pages(
+    base: str, ids: dict[str, Any], repeat: int, trips: RoundTrips
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with httpx.Client(base_url=base, timeout=60) as client:
         trips.thread = threading.get_ident()  # the client's own thread sends no Redis traffic
@@ -136,13 +144,30 @@ def measure_pages(base: str, ids: dict[str, Any], repeat: int, trips: RoundTrips
             stats = Stats.from_samples(samples)
             target = 300 if "10k" in name else 50
             p95 = sorted(samples)[max(0, int(len(samples) * 0.95) - 1)] / 1000
-            rows.append({"name": f"{name}: p95", "prefect_lite": p95, "baseline": None,
-                         "unit": "ms", "target_ms": target, "p50_ms": stats.p50_us / 1000,
-                         "meets_target": p95 <= target})  # fmt: skip
-            rows.append({"name": f"{name}: Redis round trips", "prefect_lite": round_trips,
-                         "baseline": None, "unit": ""})  # fmt: skip
-            print(f"{name:32s} p50 {stats.p50_us / 1000:7.1f} ms  p95 {p95:7.1f} ms  "
-                  f"(target {target} ms)  round trips {round_trips}", flush=True)  # fmt: skip
+            rows.append(
+                {
+                    "name": f"{name}: p95",
+                    "prefect_lite": p95,
+                    "baseline": None,
+                    "unit": "ms",
+                    "target_ms": target,
+                    "p50_ms": stats.p50_us / 1000,
+                    "meets_target": p95 <= target,
+                }
+            )
+            rows.append(
+                {
+                    "name": f"{name}: Redis round trips",
+                    "prefect_lite": round_trips,
+                    "baseline": None,
+                    "unit": "",
+                }
+            )
+            print(
+                f"{name:32s} p50 {stats.p50_us / 1000:7.1f} ms  p95 {p95:7.1f} ms  "
+                f"(target {target} ms)  round trips {round_trips}",
+                flush=True,
+            )
     return rows
 
 
@@ -181,19 +206,31 @@ def main() -> None:
     with private_redis():
         started = time.perf_counter()
         ids = seed(args.runs, args.deployments, args.tasks)
-        print(f"seeded {args.runs} runs, {args.deployments} deployments, a run with "
-              f"{args.tasks} task runs in {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"seeded {args.runs} runs, {args.deployments} deployments, a run with "
+            f"{args.tasks} task runs in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         trips = RoundTrips()
         with served() as base:
             rows = measure_pages(base, ids, args.repeat, trips)
             if not args.no_browser:
                 found = long_tasks(base, ids["big"])
-                rows.append({"name": "10k-task page: longest main-thread task",
-                             "prefect_lite": found["longest_ms"], "baseline": None, "unit": "ms",
-                             "target_ms": 200, "long_tasks": found["count"],
-                             "dom_nodes": found["nodes"]})  # fmt: skip
-                print(f"browser: longest task {found['longest_ms']:.0f} ms over "
-                      f"{found['count']} long tasks; {found['nodes']} DOM nodes")  # fmt: skip
+                rows.append(
+                    {
+                        "name": "10k-task page: longest main-thread task",
+                        "prefect_lite": found["longest_ms"],
+                        "baseline": None,
+                        "unit": "ms",
+                        "target_ms": 200,
+                        "long_tasks": found["count"],
+                        "dom_nodes": found["nodes"],
+                    }
+                )
+                print(
+                    f"browser: longest task {found['longest_ms']:.0f} ms over "
+                    f"{found['count']} long tasks; {found['nodes']} DOM nodes"
+                )
     report(rows, "ui")
 
 

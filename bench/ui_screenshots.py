@@ -13,7 +13,10 @@ import argparse
 import os
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from bench.ui_data import CHROMIUM, private_redis, seed_demo, served
+from prefect_lite.settings import Settings
 
 
 def pages(ids: dict[str, object]) -> list[tuple[str, str]]:
@@ -33,7 +36,6 @@ def pages(ids: dict[str, object]) -> list[tuple[str, str]]:
         ("work-pool", "/work-pools/default-pool"),
         ("variables", "/variables"),
         ("blocks", "/blocks"),
-        ("login", "/login"),
         ("api-docs", "/api/docs"),
     ]
 
@@ -63,6 +65,15 @@ def main() -> None:
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(args.out / "deployment-run-errors.png"), full_page=True)
             print("deployment-run-errors: invalid submission")
+        with served(Settings(api_key=None, api_keys=SecretStr("admin:demo-key"))) as base:
+            page = browser.new_page(viewport={"width": 1280, "height": 640})
+            page.goto(f"{base}/runs")  # sent to /login?next=/runs
+            page.screenshot(path=str(args.out / "login.png"))
+            page.locator("#key").fill("not-a-key")
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(args.out / "login-refused.png"))
+            print("login, login-refused: with keys configured")
         browser.close()
 
 

@@ -446,3 +446,16 @@ def test_task_names_are_read_exactly_and_a_finished_timeline_follows_new_tasks(
     assert page.count('class="g-row"') == 1
     runs.create_run("task", TaskRun(name="late", flow_run_id=run.id, task_key="k2"), Completed())
     assert ui.get(f"/flow-runs/{run.id}").text.count('class="g-row"') == 2
+
+
+def test_dashboard_counts_runs_by_state_hour_by_hour(ui: httpx.Client) -> None:
+    now = _time.now()
+    _run("etl", Failed(), expected_start_time=now)
+    _run("etl", Completed(), expected_start_time=now - timedelta(hours=3))
+    _run("etl", Completed(), expected_start_time=now - timedelta(hours=30))  # too old
+    page = ui.get("/").text
+    assert page.count('class="hour"') == 24
+    tiles = re.findall(r'<span class="n">(\d+)</span><span class="l">(\w+)</span>', page)
+    assert {label: int(n) for n, label in tiles}["Completed"] == 1
+    hours = re.findall(r'title="(\d\d:00) UTC: (\d+) runs?"', page)
+    assert [n for _, n in hours].count("1") == 2 and hours[-1][1] == "1"

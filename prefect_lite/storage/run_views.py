@@ -199,6 +199,21 @@ def count_by_state(state_types: Sequence[str], after: float, before: float) -> d
     return {state: int(n) for state, n in zip(state_types, counts, strict=True)}
 
 
+def count_by_state_per_slot(
+    state_types: Sequence[str], start: float, slot_seconds: float, slots: int
+) -> list[dict[str, int]]:
+    """Flow runs per state type in each of ``slots`` consecutive windows from ``start``
+    (by expected start time): one pipeline of ``ZCOUNT``s."""
+    with translate_errors():
+        pipe = get_redis().pipeline(transaction=False)
+        for i in range(slots):
+            lo, hi = start + i * slot_seconds, start + (i + 1) * slot_seconds
+            for state in state_types:
+                pipe.zcount(keys.flow_run_index_state(state), repr(lo), f"({hi!r}")
+        counts = iter(pipe.execute())
+    return [{state: int(next(counts)) for state in state_types} for _ in range(slots)]
+
+
 def newest_ids(index_keys: Sequence[str], after: float, before: float, count: int) -> list[str]:
     """Up to ``count`` newest ids of each index in the window: one pipeline."""
     with translate_errors():

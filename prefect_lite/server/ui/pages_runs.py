@@ -100,6 +100,27 @@ def runs_context(request: Request) -> dict[str, Any]:
     }
 
 
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, _time.now().tzinfo).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _hours(now: float) -> list[dict[str, Any]]:
+    """The last 24 hours, hour by hour: runs per state, each hour's link and height."""
+    start = (now // 3600 - 23) * 3600
+    counts = run_views.count_by_state_per_slot(STATE_TYPES, start, 3600, 24)
+    peak = max((sum(c.values()) for c in counts), default=0) or 1
+    return [
+        {
+            "label": datetime.fromtimestamp(start + i * 3600, _time.now().tzinfo).strftime("%H:00"),
+            "total": sum(c.values()),
+            "segments": [(s, 100 * n / peak, n) for s, n in c.items() if n],
+            "after": _iso(start + i * 3600),
+            "before": _iso(start + (i + 1) * 3600),
+        }
+        for i, c in enumerate(counts)
+    ]
+
+
 def dashboard_context() -> dict[str, Any]:
     now = _time.timestamp()
     day_ago = now - RANGES["24h"]
@@ -115,6 +136,7 @@ def dashboard_context() -> dict[str, Any]:
     names = {i: d.full_name for i, d in deployment_store.get_many_by_id(list(failing)).items()}
     workers = sorted(pools.list_workers(None), key=lambda w: (w.status != "ONLINE", w.name))
     return {
+        "hours": _hours(now),
         "counts": counts,
         "total": sum(counts.values()),
         "late": late,
@@ -124,9 +146,7 @@ def dashboard_context() -> dict[str, Any]:
         "workers": workers[:50],
         "worker_total": len(workers),
         "online": sum(1 for w in workers if w.status == "ONLINE"),
-        "late_before": datetime.fromtimestamp(now - 60, _time.now().tzinfo).strftime(
-            "%Y-%m-%dT%H:%M:%S"
-        ),
+        "late_before": _iso(now - 60),
     }
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
+import sys
 import threading
 import time
 import uuid
@@ -195,14 +197,14 @@ def long_tasks(base: str, run_id: uuid.UUID) -> dict[str, Any]:
     return {"longest_ms": max(durations, default=0.0), "count": len(durations), "nodes": nodes}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--deployments", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--no-browser", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv or [])
     with private_redis():
         started = time.perf_counter()
         ids = seed(args.runs, args.deployments, args.tasks)
@@ -214,7 +216,9 @@ def main() -> None:
         trips = RoundTrips()
         with served() as base:
             rows = measure_pages(base, ids, args.repeat, trips)
-            if not args.no_browser:
+            if args.no_browser or not shutil.which(CHROMIUM):
+                print("browser check skipped (--no-browser, or no Chromium)")
+            else:
                 found = long_tasks(base, ids["big"])
                 rows.append(
                     {
@@ -231,8 +235,8 @@ def main() -> None:
                     f"browser: longest task {found['longest_ms']:.0f} ms over "
                     f"{found['count']} long tasks; {found['nodes']} DOM nodes"
                 )
-    report(rows, "ui")
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    report(main(sys.argv[1:]), "ui")

@@ -189,38 +189,48 @@ def _checked_page(
     return RunPage(matched[offset : offset + count], has_more=False, incomplete=True)
 
 
-def count_by_state(state_types: Sequence[str], after: float, before: float) -> dict[str, int]:
-    """Flow runs per state type expected to start in ``[after, before]``: one pipeline."""
+@dataclass
+class Overview:
+    """The dashboard's figures (see ``overview``)."""
+
+    counts: dict[str, int]
+    per_slot: list[dict[str, int]]
+    late: int
+    failing_ids: list[str]
+
+
+def overview(
+    state_types: Sequence[str],
+    since: float,
+    slots: tuple[float, float, int],
+    late_before: float,
+    failing_types: Sequence[str],
+    failing_count: int,
+) -> Overview:
+    """In one pipeline: runs per state expected since ``since`` (later ones included),
+    the same per time slot (``(first slot start, slot seconds, number of slots)``),
+    scheduled runs due before ``late_before``, and the newest ids in ``failing_types``
+    since ``since``. Each is a ``ZCOUNT`` or a limited range of a state index."""
+    start, size, count = slots
     with translate_errors():
         pipe = get_redis().pipeline(transaction=False)
         for state in state_types:
-            pipe.zcount(keys.flow_run_index_state(state), repr(after), repr(before))
-        counts = pipe.execute()
-    return {state: int(n) for state, n in zip(state_types, counts, strict=True)}
-
-
-def count_by_state_per_slot(
-    state_types: Sequence[str], start: float, slot_seconds: float, slots: int
-) -> list[dict[str, int]]:
-    """Flow runs per state type in each of ``slots`` consecutive windows from ``start``
-    (by expected start time): one pipeline of ``ZCOUNT``s."""
-    with translate_errors():
-        pipe = get_redis().pipeline(transaction=False)
-        for i in range(slots):
-            lo, hi = start + i * slot_seconds, start + (i + 1) * slot_seconds
+            pipe.zcount(keys.flow_run_index_state(state), repr(since), "+inf")
+        for i in range(count):
+            lo, hi = start + i * size, start + (i + 1) * size
             for state in state_types:
                 pipe.zcount(keys.flow_run_index_state(state), repr(lo), f"({hi!r}")
-        counts = iter(pipe.execute())
-    return [{state: int(next(counts)) for state in state_types} for _ in range(slots)]
-
-
-def newest_ids(index_keys: Sequence[str], after: float, before: float, count: int) -> list[str]:
-    """Up to ``count`` newest ids of each index in the window: one pipeline."""
-    with translate_errors():
-        pipe = get_redis().pipeline(transaction=False)
-        for name in index_keys:
-            pipe.zrevrangebyscore(name, repr(before), repr(after), start=0, num=count)
-        return [str(m) for found in pipe.execute() for m in found]
+        pipe.zcount(keys.flow_run_index_state("SCHEDULED"), "-inf", repr(late_before))
+        for state in failing_types:
+            pipe.zrevrangebyscore(
+                keys.flow_run_index_state(state), "+inf", repr(since), start=0, num=failing_count
+            )
+        found = iter(pipe.execute())
+    counts = {state: int(next(found)) for state in state_types}
+    per_slot = [{state: int(next(found)) for state in state_types} for _ in range(count)]
+    late = int(next(found))
+    failing = [str(m) for _ in failing_types for m in next(found)]
+    return Overview(counts, per_slot, late, failing)
 
 
 def task_rows(flow_run_id: str) -> list[RunRow]:

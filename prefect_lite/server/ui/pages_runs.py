@@ -19,14 +19,15 @@ from prefect_lite.api.flows import flow_id_for
 from prefect_lite.exceptions import ValidationError
 from prefect_lite.server.ui.render import STATE_TYPES, Renderer, guarded, parse_uuid
 from prefect_lite.storage import deployments as deployment_store
-from prefect_lite.storage import keys, pools, run_views
+from prefect_lite.storage import pools, run_views
 
 PAGE_SIZE = 50
 MAX_PAGE = 200  # 10,000 runs deep; narrow the filters to go further
 POLL_SECONDS = 3
 RANGES = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 FAILING = ("FAILED", "CRASHED")
-FAR_FUTURE = 1e12  # the "last 24 h" counts include runs scheduled later, as its link does
+FAILING_SAMPLE = 100  # newest failed (and crashed) runs the dashboard groups by deployment
+LATE_AFTER = 60  # seconds past its start time before a scheduled run counts as late
 
 
 @dataclass
@@ -104,11 +105,9 @@ def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, _time.now().tzinfo).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _hours(now: float) -> list[dict[str, Any]]:
-    """The last 24 hours, hour by hour: runs per state, each hour's link and height."""
-    start = (now // 3600 - 23) * 3600
-    counts = run_views.count_by_state_per_slot(STATE_TYPES, start, 3600, 24)
-    peak = max((sum(c.values()) for c in counts), default=0) or 1
+def _hours(start: float, per_slot: list[dict[str, int]]) -> list[dict[str, Any]]:
+    """Hour by hour: runs per state, each hour's link and bar heights."""
+    peak = max((sum(c.values()) for c in per_slot), default=0) or 1
     return [
         {
             "label": datetime.fromtimestamp(start + i * 3600, _time.now().tzinfo).strftime("%H:00"),
@@ -117,36 +116,35 @@ def _hours(now: float) -> list[dict[str, Any]]:
             "after": _iso(start + i * 3600),
             "before": _iso(start + (i + 1) * 3600),
         }
-        for i, c in enumerate(counts)
+        for i, c in enumerate(per_slot)
     ]
 
 
 def dashboard_context() -> dict[str, Any]:
     now = _time.timestamp()
     day_ago = now - RANGES["24h"]
-    counts = run_views.count_by_state(STATE_TYPES, day_ago, FAR_FUTURE)
-    late = run_views.count_by_state(["SCHEDULED"], 0, now - 60)["SCHEDULED"]
-    failing_ids = run_views.newest_ids(
-        [keys.flow_run_index_state(s) for s in FAILING], day_ago, now, 200
+    first_hour = (now // 3600 - 23) * 3600
+    seen = run_views.overview(
+        STATE_TYPES, day_ago, (first_hour, 3600, 24), now - LATE_AFTER, FAILING, FAILING_SAMPLE
     )
     failing: dict[str, int] = {}
-    for row in run_views.read_rows("flow", failing_ids):
+    for row in run_views.read_rows("flow", seen.failing_ids):
         if row.deployment_id:
             failing[row.deployment_id] = failing.get(row.deployment_id, 0) + 1
     names = {i: d.full_name for i, d in deployment_store.get_many_by_id(list(failing)).items()}
     workers = sorted(pools.list_workers(None), key=lambda w: (w.status != "ONLINE", w.name))
     return {
-        "hours": _hours(now),
-        "counts": counts,
-        "total": sum(counts.values()),
-        "late": late,
+        "hours": _hours(first_hour, seen.per_slot),
+        "counts": seen.counts,
+        "total": sum(seen.counts.values()),
+        "late": seen.late,
         "failing": sorted(
             ((names.get(i, i), i, n) for i, n in failing.items()), key=lambda t: -t[2]
         )[:10],
         "workers": workers[:50],
         "worker_total": len(workers),
         "online": sum(1 for w in workers if w.status == "ONLINE"),
-        "late_before": _iso(now - 60),
+        "late_before": _iso(now - LATE_AFTER),
     }
 
 

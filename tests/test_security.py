@@ -137,6 +137,14 @@ def test_every_operation_declares_its_role_and_a_read_key_reaches_no_other(base:
     undeclared = sorted(name for name, op in operations.items() if not op.role_declared)
     assert undeclared == []
     assert {role for op in operations.values() for role in op.roles} == set(ROLES)
+    published = {
+        route["operationId"]: route.get("x-required-roles")
+        for methods in create_app(Settings(api_key=None)).openapi()["paths"].values()
+        for route in methods.values()
+    }
+    assert {name: published[name] for name in operations} == {
+        name: list(op.roles) for name, op in operations.items()
+    }
     with _http(base, "read") as http:
         for op in operations.values():
             path = "/api" + op.path

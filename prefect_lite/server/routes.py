@@ -31,7 +31,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from prefect_lite.api.registry import Operation
-from prefect_lite.api.roles import check_arguments, missing_role
+from prefect_lite.api.roles import check_arguments, describe_needed, missing_role
 from prefect_lite.client.http import BODY_METHODS, PATH_PARAM, query_friendly
 from prefect_lite.exceptions import PermissionDenied, ValidationError
 from prefect_lite.server.errors import ErrorBody, describe_errors
@@ -150,10 +150,20 @@ def add_operation(router: APIRouter, op: Operation) -> None:
         name=op.name,
         operation_id=op.name,
         summary=op.name.replace("_", " ").capitalize(),
-        description=doc,
+        description=_with_roles(doc, op),
+        openapi_extra={"x-required-roles": list(op.roles)},
         tags=[op.tag] if op.tag else None,
         responses=dict(_ERRORS),
     )
+
+
+def _with_roles(doc: str, op: Operation) -> str:
+    """The handler's docstring plus the role it needs, for the OpenAPI document."""
+    plural = "s" if len(op.roles) > 1 else ""
+    lines = [doc, "", f"Needs the {describe_needed(op.roles)} role{plural}."]
+    for argument, needed in op.elevated:
+        lines.append(f"`{argument}` needs the {describe_needed(needed)} role too.")
+    return "\n".join(lines).strip()
 
 
 def body_model(

@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 
 from prefect_lite import _time
-from prefect_lite.api.deployments import check_parameters, read_deployment, read_deployment_by_name
+from prefect_lite.api.deployments import read_deployment, read_deployment_by_name
 from prefect_lite.api.flow_runs import read_flow_run
+from prefect_lite.api.parameter_checks import check_parameters, check_required
 from prefect_lite.api.registry import operation
 from prefect_lite.api.task_runs import read_task_run
 from prefect_lite.api.work_pools import check_name
@@ -179,18 +180,6 @@ def _create(
         return read_flow_run(run_id)
     run.state, run.state_type, run.state_name, run.version = state, state.type, state.name, 1
     return run
-
-
-def check_required(values: dict[str, Any], schema: dict[str, Any], flow_name: str) -> None:
-    """Every parameter the schema requires has a value (the run will bind them all)."""
-    missing = [name for name in schema.get("required") or [] if name not in values]
-    if missing:
-        names = ", ".join(repr(m) for m in missing)
-        plural = "s" if len(missing) > 1 else ""
-        raise ValidationError(
-            f"flow {flow_name!r} needs a value for parameter{plural} {names}: the "
-            "deployment has no default for it"
-        )
 
 
 def _check_json(value: Any, what: str) -> None:

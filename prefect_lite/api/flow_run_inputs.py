@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from prefect_lite.api.flow_runs import read_flow_run
+from prefect_lite.api.json_schemas import check_schema
 from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import (
     ObjectAlreadyExists,
@@ -30,6 +31,8 @@ MAX_KEY_LENGTH = 255
 MAX_FILTER_LIMIT = 1000
 MAX_WAIT_SECONDS = inputs.MAX_BLOCK_SECONDS
 _BAD_KEY_CHARS = re.compile(r"[/\x00-\x1f\x7f]")
+# The input schema a paused run stores (``keyset_from_paused_state``): checked on the way in.
+_SCHEMA_KEY = re.compile(r"^(paused|suspended)-.+-schema$", re.IGNORECASE)
 
 
 def check_input_key(key: object) -> str:
@@ -66,6 +69,8 @@ def store_input(record: RunInput, overwrite: bool = False) -> RunInput:
     """Check and store one input of an existing run (shared with the resume handler)."""
     check_input_key(record.key)
     check_input_value(record.key, record.value)
+    if _SCHEMA_KEY.match(record.key):
+        check_schema(record.value, f"input schema {record.key!r}")
     if not inputs.put(record, overwrite=overwrite):
         raise ObjectAlreadyExists(
             f"flow run {record.flow_run_id} already has an input with key {record.key!r}"

@@ -23,11 +23,10 @@ import time
 import uuid
 from typing import Any
 
-import jsonschema
-
 from prefect_lite import _time
 from prefect_lite.api.flow_run_inputs import check_input_value, store_input
 from prefect_lite.api.flow_runs import read_flow_run
+from prefect_lite.api.json_schemas import validation_error, validator
 from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import FlowPauseTimeout, NotPausedError, ValidationError
 from prefect_lite.schemas import FlowRun, OrchestrationResult, RunInput
@@ -117,15 +116,12 @@ def _check_run_input(run: FlowRun, keyset: dict[str, str], run_input: Any) -> An
             f"input, not {type(run_input).__name__}"
         )
     try:
-        jsonschema.validate(run_input, schema)
-    except jsonschema.ValidationError as exc:
-        where = ".".join(str(p) for p in exc.absolute_path)
-        raise ValidationError(
-            f"invalid run input for flow run {run.id}"
-            f"{f' at {where!r}' if where else ''}: {exc.message}"
-        ) from None
-    except jsonschema.SchemaError as exc:
-        raise ValidationError(f"the stored input schema is invalid: {exc.message}") from None
+        checker = validator(schema, "the stored input schema")
+    except ValidationError as exc:
+        raise ValidationError(f"flow run {run.id} cannot be resumed with input: {exc}") from None
+    problem = validation_error(checker, run_input)
+    if problem is not None:
+        raise ValidationError(f"invalid run input for flow run {run.id} {problem}")
     return run_input
 
 

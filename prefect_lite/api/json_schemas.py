@@ -75,8 +75,7 @@ def _checked(raw: bytes, what: str) -> jsonschema_rs.Validator:
     except jsonschema_rs.ValidationError as exc:
         where = "/".join(str(p) for p in exc.instance_path)
         raise ValidationError(
-            f"{what} is not a valid JSON schema{f' at {where!r}' if where else ''}: "
-            f"{exc.message}"
+            f"{what} is not a valid JSON schema{f' at {where!r}' if where else ''}: {exc.message}"
         ) from None
     except jsonschema_rs.ReferencingError as exc:
         raise ValidationError(f"{what}: {exc}") from None

@@ -101,7 +101,9 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def _fits(value: Any, node: dict[str, Any], defs: dict[str, Any], depth: int, budget: _Budget) -> bool:
+def _fits(
+    value: Any, node: dict[str, Any], defs: dict[str, Any], depth: int, budget: _Budget
+) -> bool:
     budget.spend()
     node = _resolve(node, defs)
     if depth > _MAX_DEPTH:

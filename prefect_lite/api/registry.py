@@ -8,7 +8,7 @@ parameters travel as the JSON body (POST/PATCH/PUT) or the query string (GET/DEL
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,6 +26,10 @@ class Operation:
 
 
 OPERATIONS: dict[str, Operation] = {}
+# Operation name -> a coroutine function with the same parameters the HTTP server awaits
+# instead of running the sync handler in a thread (waits that must not hold a thread).
+ASYNC_HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {}
+A = TypeVar("A", bound=Callable[..., Awaitable[Any]])
 
 
 def operation(method: str, path: str, *, status_code: int = 200, tag: str = "") -> Callable[[F], F]:
@@ -36,6 +40,17 @@ def operation(method: str, path: str, *, status_code: int = 200, tag: str = "") 
         if name in OPERATIONS:
             raise RuntimeError(f"API operation {name!r} registered twice")
         OPERATIONS[name] = Operation(name, method.upper(), path, fn, status_code, tag)
+        return fn
+
+    return register
+
+
+def served_async(sync_fn: Callable[..., Any]) -> Callable[[A], A]:
+    """Register ``fn`` as what the HTTP server awaits for the operation ``sync_fn`` is;
+    in-process callers keep calling ``sync_fn``."""
+
+    def register(fn: A) -> A:
+        ASYNC_HANDLERS[sync_fn.__name__] = fn
         return fn
 
     return register

@@ -34,6 +34,7 @@ from prefect_lite.exceptions import (
     PayloadTooLarge,
     PrefectLiteError,
     StoreUnavailable,
+    TooManyRequests,
     UserError,
     ValidationError,
 )
@@ -189,6 +190,8 @@ def _error_for(response: httpx.Response, api_url: str) -> Exception:
         return PayloadTooLarge(detail)
     if status == 422:
         return ValidationError(detail)
+    if status == 429:
+        return TooManyRequests(detail)
     if status == 503:
         return StoreUnavailable(detail)
     if status < 500:

@@ -21,6 +21,7 @@ from prefect_lite.server.limits import BodyLimitMiddleware
 from prefect_lite.server.routes import API_PREFIX, build_router
 from prefect_lite.server.services import Services
 from prefect_lite.settings import Settings, get_settings
+from prefect_lite.storage import async_waits
 
 API_VERSION = "1"
 
@@ -52,6 +53,7 @@ def create_app(
             yield
         finally:
             services.stop()
+            await async_waits.close_hub()
 
     app = FastAPI(
         title="prefect-lite",

@@ -24,6 +24,7 @@ from prefect_lite.exceptions import (
     PayloadTooLarge,
     PrefectLiteError,
     StoreUnavailable,
+    TooManyRequests,
     UserError,
     ValidationError,
 )
@@ -37,6 +38,7 @@ STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (ValidationError, 422),
     (PayloadTooLarge, 413),
     (AuthenticationError, 401),
+    (TooManyRequests, 429),
     (StoreUnavailable, 503),
     (UserError, 400),
 )
@@ -77,6 +79,8 @@ async def _prefect_lite_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500 and status != 503:
         logger.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429:
+        headers = {"Retry-After": "1"}
     return error_response(status, str(exc) or type(exc).__name__, headers)
 
 

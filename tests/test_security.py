@@ -1,0 +1,222 @@
+"""Regression tests for attacks on the server, one per attack, each asserting it is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from prefect_lite.client import get_client
+from prefect_lite.schemas import FlowRun
+from prefect_lite.server import create_app
+from prefect_lite.settings import get_settings, temporary_settings
+from prefect_lite.states import Paused, Pending, Running
+from prefect_lite.storage import keys
+from tests._live_server import serve
+from tests.helpers import wait_for
+
+# ---- bounded work per request ----
+
+WAITS = 120  # more than FastAPI's 40 threads: a thread per wait would starve the server
+EXTRA = 30
+
+
+def _new_run(name: str = "target") -> FlowRun:
+    with get_client(sync_client=True) as client:
+        run: FlowRun = client.create_flow_run("victim", name=name)
+        return run
+
+
+class _Waits:
+    """``count`` long polls on one run, held open from a thread of their own."""
+
+    def __init__(self, base: str, path: str, body: dict[str, Any], count: int) -> None:
+        self.base, self.path, self.body, self.count = base, path, body, count
+        self.answers: list[httpx.Response] = []
+        self.sent = 0
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread.start()
+
+    async def _run(self) -> None:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        async with httpx.AsyncClient(base_url=self.base, limits=limits, timeout=30) as http:
+
+            async def one() -> None:
+                self.sent += 1
+                self.answers.append(await http.post(self.path, json=self.body))
+
+            await asyncio.gather(*(one() for _ in range(self.count)))
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+
+def test_held_waits_leave_the_server_answering_and_are_capped() -> None:
+    run = _new_run()
+    path = f"/api/flow_runs/{run.id}/wait"
+    with temporary_settings(max_concurrent_waits=WAITS), serve(create_app()) as base:
+        waits = _Waits(base, path, {"version": run.version, "timeout": 10}, WAITS + EXTRA)
+        # Past the cap the answer is at once; the waits under it are then all held.
+        wait_for(lambda: len(waits.answers) >= EXTRA, timeout=30, message="the refusals")
+        health = httpx.get(f"{base}/api/health", timeout=10)
+        listed = httpx.post(f"{base}/api/flow_runs/filter", json={"limit": 5}, timeout=10)
+        held = WAITS + EXTRA - len(waits.answers)
+        assert health.status_code == 200 and health.json() is True
+        assert listed.status_code == 200
+        assert held == WAITS, "waits under the cap ended before the run changed"
+        refused = list(waits.answers)
+        assert {a.status_code for a in refused} == {429}
+        assert "PREFECT_LITE_MAX_CONCURRENT_WAITS" in refused[0].json()["detail"]
+        assert refused[0].headers.get("retry-after") == "1"
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Running())
+        waits.thread.join(30)
+        assert waits.done
+    woken = waits.answers[EXTRA:]
+    assert [a.status_code for a in woken] == [200] * WAITS
+    assert {a.json()["version"] for a in woken} == {run.version + 1}
+
+
+def test_input_and_resume_waits_are_served_without_threads_too() -> None:
+    run = _new_run()
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Running())
+        client.set_flow_run_state(run.id, Paused())
+    input_path = f"/api/flow_runs/{run.id}/input/filter"
+    resume_path = f"/api/flow_runs/{run.id}/resume/wait"
+    with temporary_settings(max_concurrent_waits=2 * WAITS), serve(create_app()) as base:
+        inputs = _Waits(base, input_path, {"key_prefix": "msg", "wait_seconds": 10}, WAITS)
+        resumes = _Waits(base, resume_path, {"timeout": 10}, WAITS)
+        wait_for(lambda: inputs.sent == resumes.sent == WAITS, message="waits sent")
+        health = httpx.get(f"{base}/api/health", timeout=10)
+        assert health.status_code == 200
+        assert not inputs.answers and not resumes.answers, "a wait ended before its change"
+        with get_client(sync_client=True) as client:
+            client.create_flow_run_input(run.id, "msg-1", {"hello": 1})
+            client.set_flow_run_state(run.id, Running(), force=True)
+        inputs.thread.join(30)
+        resumes.thread.join(30)
+    assert {a.status_code for a in inputs.answers} == {200}
+    assert all([r["key"] for r in a.json()] == ["msg-1"] for a in inputs.answers)
+    assert {a.json()["type"] for a in resumes.answers} == {"RUNNING"}
+
+
+def test_a_local_client_still_waits_in_process() -> None:
+    run = _new_run()
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Pending(), force=True)
+        seen = client.wait_for_flow_run_change(run.id, version=run.version, timeout=5)
+    assert seen.version == run.version + 1
+
+
+_SLOW_PATTERN = {"type": "string", "pattern": "^(a+)+$"}
+
+
+def _nested_schema(levels: int, width: int = 10) -> dict[str, Any]:
+    """Each level an anyOf of ``width`` references to the one below: width**levels paths."""
+    defs: dict[str, Any] = {"L0": {"allOf": [{"type": "integer"}, {"minimum": 0}]}}
+    for level in range(1, levels + 1):
+        defs[f"L{level}"] = {"anyOf": [{"$ref": f"#/definitions/L{level - 1}"}] * width}
+    return {
+        "type": "object",
+        "properties": {"x": {"$ref": f"#/definitions/L{levels}"}},
+        "definitions": defs,
+    }
+
+
+def _deploy(base: str, schema: dict[str, Any], name: str = "d") -> httpx.Response:
+    return httpx.post(
+        f"{base}/api/deployments/",
+        json={"flow_name": "f", "name": name, "parameter_openapi_schema": schema},
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "object", "properties": {"x": {"type": ""}}}, "not a valid JSON schema"),
+        ({"type": "object", "properties": {"x": {"enum": 5}}}, "not a valid JSON schema"),
+        ({"type": "object", "required": 5}, "not a valid JSON schema"),
+        (_nested_schema(6), "too complex"),
+        ({"type": "object", "properties": {"x": {"$ref": "https://x.invalid/s"}}}, "local"),
+        ({"type": "object", "properties": {"x": {"pattern": "(a)\\1"}}}, "backreferences"),
+    ],
+)
+def test_malformed_or_explosive_parameter_schemas_are_422_when_stored(
+    schema: dict[str, Any], problem: str
+) -> None:
+    with serve(create_app()) as base:
+        answer = _deploy(base, schema)
+    assert answer.status_code == 422, answer.text
+    assert "parameter_openapi_schema" in answer.json()["detail"]
+    assert problem in answer.json()["detail"]
+
+
+def test_a_broken_schema_already_stored_is_a_clear_4xx_not_a_500(redis_client: Any) -> None:
+    with serve(create_app()) as base:
+        assert _deploy(base, {"type": "object"}).status_code == 201
+        record_key = keys.record("deployment", "f/d")
+        stored = redis_client.get(record_key)
+        assert stored is not None
+        record = orjson.loads(stored)
+        record["parameter_openapi_schema"] = {"required": 5}
+        redis_client.set(record_key, orjson.dumps(record))
+        answer = httpx.post(f"{base}/api/deployments/name/f/d/create_flow_run", json={}, timeout=30)
+    assert answer.status_code == 422, answer.text
+    assert "stored parameter schema" in answer.json()["detail"]
+
+
+def test_a_nested_schema_stored_before_the_checks_is_refused_within_the_budget(
+    redis_client: Any,
+) -> None:
+    with serve(create_app()) as base:
+        assert _deploy(base, {"type": "object"}).status_code == 201
+        record_key = keys.record("deployment", "f/d")
+        stored = redis_client.get(record_key)
+        record = orjson.loads(stored)
+        record["parameter_openapi_schema"] = _nested_schema(8)
+        redis_client.set(record_key, orjson.dumps(record))
+        answer = httpx.post(
+            f"{base}/api/deployments/name/f/d/create_flow_run",
+            json={"parameters": {"x": "not a number"}},
+            timeout=30,
+        )
+    assert answer.status_code == 422, answer.text
+    assert "too complex to check" in answer.json()["detail"]
+
+
+def test_a_backtracking_pattern_in_a_resume_schema_is_matched_in_linear_time() -> None:
+    run = _new_run()
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Running())
+        schema = {"type": "object", "properties": {"v": _SLOW_PATTERN}, "required": ["v"]}
+        client.create_flow_run_input(run.id, "paused-p1-schema", schema)
+        keyset = {"schema": "paused-p1-schema", "response": "paused-p1-response"}
+        client.pause_flow_run(run.id, Paused(pause_key="p1", run_input_keyset=keyset))
+    with serve(create_app()) as base:
+        bad = httpx.post(
+            f"{base}/api/flow_runs/{run.id}/resume",
+            json={"run_input": {"v": "a" * 5000 + "!"}},
+            timeout=30,
+        )
+        assert bad.status_code == 422, bad.text
+        assert "does not match" in bad.json()["detail"]
+
+
+def test_an_input_schema_with_a_backreference_is_refused_when_stored() -> None:
+    run = _new_run()
+    with serve(create_app()) as base:
+        answer = httpx.post(
+            f"{base}/api/flow_runs/{run.id}/input",
+            json={"key": "paused-p1-schema", "value": {"pattern": "^(a+)+\\1$"}},
+            timeout=30,
+        )
+    assert answer.status_code == 422, answer.text
+    assert "input schema" in answer.json()["detail"]

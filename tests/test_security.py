@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from prefect_lite.client import get_client
 from prefect_lite.schemas import FlowRun
 from prefect_lite.server import create_app
-from prefect_lite.settings import get_settings, temporary_settings
+from prefect_lite.settings import temporary_settings
 from prefect_lite.states import Paused, Pending, Running
 from prefect_lite.storage import keys
 from tests._live_server import serve

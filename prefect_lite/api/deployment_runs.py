@@ -25,16 +25,19 @@ from prefect_lite.api.flow_runs import read_flow_run
 from prefect_lite.api.parameter_checks import check_parameters, check_required
 from prefect_lite.api.registry import operation
 from prefect_lite.api.task_runs import read_task_run
+from prefect_lite.api.text_limits import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_RUN_NAME_LENGTH,
+    check_tags,
+)
 from prefect_lite.api.work_pools import check_name
-from prefect_lite.exceptions import ValidationError
+from prefect_lite.exceptions import PayloadTooLarge, ValidationError
 from prefect_lite.names import generate_slug
 from prefect_lite.orchestration import admission
 from prefect_lite.schemas import Deployment, FlowRun
+from prefect_lite.settings import get_settings
 from prefect_lite.states import Scheduled
 from prefect_lite.storage import runs
-
-MAX_RUN_NAME_LENGTH = 200
-MAX_IDEMPOTENCY_KEY_LENGTH = 500
 
 
 @operation(
@@ -127,8 +130,9 @@ def _create(
     context: dict[str, Any] | None,
     enforce_parameter_schema: bool | None,
 ) -> FlowRun:
+    check_tags(tags, "flow run tags")
     merged = {**deployment.parameters, **(parameters or {})}
-    _check_json(merged, "parameters")
+    _check_size(merged, "parameters (the deployment's defaults with this run's merged over)")
     enforce = (
         deployment.enforce_parameter_schema
         if enforce_parameter_schema is None
@@ -180,6 +184,20 @@ def _create(
         return read_flow_run(run_id)
     run.state, run.state_type, run.state_name, run.version = state, state.type, state.name, 1
     return run
+
+
+def _check_size(value: Any, what: str) -> None:
+    """JSON values, at most ``max_payload_bytes`` as JSON (``PayloadTooLarge`` past it)."""
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:
+        raise ValidationError(f"{what} must be JSON values: {exc}") from None
+    limit = get_settings().max_payload_bytes
+    if size > limit:
+        raise PayloadTooLarge(
+            f"{what} are {size} bytes as JSON; the limit is {limit} bytes "
+            "(PREFECT_LITE_MAX_PAYLOAD_BYTES)"
+        )
 
 
 def _check_json(value: Any, what: str) -> None:

@@ -20,8 +20,14 @@ from prefect_lite.api.flows import create_flow, flow_id_for
 from prefect_lite.api.json_schemas import check_schema
 from prefect_lite.api.parameter_checks import check_parameters
 from prefect_lite.api.registry import operation
+from prefect_lite.api.text_limits import (
+    MAX_TEXT_LENGTH,
+    MAX_VERSION_LENGTH,
+    check_length,
+    check_tags,
+)
 from prefect_lite.exceptions import ObjectNotFound, ValidationError
-from prefect_lite.schemas import Deployment, Schedule, WorkPool
+from prefect_lite.schemas import Deployment, Schedule, WorkPool, check_paging
 from prefect_lite.storage import deployments as store
 from prefect_lite.storage import scheduling
 from prefect_lite.storage.records import NamedRecords
@@ -64,6 +70,11 @@ def create_deployment(
     """Create the deployment, or update it in place (same id) if ``flow/name`` exists."""
     _check_name(flow_name, "flow name")
     _check_name(name, "deployment name")
+    check_length(description, "deployment description", MAX_TEXT_LENGTH)
+    check_length(version, "deployment version", MAX_VERSION_LENGTH)
+    check_length(work_pool_name, "work pool name")
+    check_length(work_queue_name, "work queue name")
+    tags = check_tags(tags, "deployment tags")
     params = dict(parameters or {})
     _check_json(params, "parameters")
     schema = dict(parameter_openapi_schema or {})
@@ -132,8 +143,9 @@ def read_deployments(
     flow_name: str | None = None, limit: int = 200, offset: int = 0
 ) -> list[Deployment]:
     """Deployments ordered by full name, optionally of one flow."""
+    check_paging(limit, offset)
     prefix = f"{flow_name}/" if flow_name else ""
-    return store.list_deployments(prefix, limit=max(0, min(limit, 10_000)), offset=max(0, offset))
+    return store.list_deployments(prefix, limit=limit, offset=offset)
 
 
 @operation("DELETE", "/deployments/{deployment_id}", status_code=204, tag="deployments")
@@ -190,6 +202,7 @@ def update_deployment_schedule(
 def _check_name(value: object, what: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} must be a non-empty string")
+    check_length(value, what)
     if "/" in value:
         raise ValidationError(f"{what} {value!r} must not contain '/'")
 

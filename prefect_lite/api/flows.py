@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from prefect_lite.api.registry import operation
+from prefect_lite.api.text_limits import check_length, check_tags
 from prefect_lite.exceptions import ObjectNotFound
 from prefect_lite.schemas import Flow, check_paging
 from prefect_lite.storage.records import NamedRecords
@@ -22,10 +23,11 @@ def flow_id_for(name: str) -> uuid.UUID:
 @operation("POST", "/flows/", tag="flows")
 def create_flow(name: str, tags: list[str] | None = None) -> Flow:
     """Create the flow record if absent; return it (idempotent)."""
+    check_length(name, "flow name")
     cached = _known.get(name)
     if cached is not None:
         return cached
-    record = Flow(id=flow_id_for(name), name=name, tags=tags or [])
+    record = Flow(id=flow_id_for(name), name=name, tags=check_tags(tags, "flow tags"))
     if not flows.create(name, record):
         record = flows.get(name) or record
     else:

@@ -17,7 +17,9 @@ P:fr:{id}                           pubsub   channel (same name as the hash; cha
                                              their own namespace): the run's new state
                                              version, published by propose_state
 P:fr:{id}:hist                      list     state history, JSON states, oldest first
-P:fr:{id}:logs                      list     log records (JSON), in order
+P:fr:{id}:logs                      list     log records (JSON), in order; at most
+                                             max_logs_per_run, then one marker record
+P:fr:{id}:logs:dropped              string   how many log records were dropped (over the cap)
 P:fr:{id}:input                     hash     run input key -> "{log entry id} {JSON RunInput}"
                                              (pause/resume answers, send_input messages)
 P:fr:{id}:input:log                 stream   one entry (k = input key) per live input, in
@@ -97,6 +99,11 @@ def flow_run_history(run_id: str) -> str:
 
 def flow_run_logs(run_id: str) -> str:
     return f"{prefix()}:fr:{run_id}:logs"
+
+
+def flow_run_logs_dropped(run_id: str) -> str:
+    """Count of a run's log records dropped once its log list was full."""
+    return f"{flow_run_logs(run_id)}:dropped"
 
 
 def flow_run_input(run_id: str) -> str:

@@ -71,7 +71,7 @@ def append_logs(logs: Iterable[Log]) -> int:
         pipe = client.pipeline(transaction=False)
         for run_id, rows in grouped.items():
             run_keys = [keys.flow_run_logs(run_id), keys.flow_run_logs_dropped(run_id)]
-            args = [cap, _marker(run_id, cap), *rows]
+            args: list[str | int] = [cap, _marker(run_id, cap), *rows]
             script(keys=run_keys, args=args, client=pipe)
         stored = pipe.execute()
     return sum(int(n) for n in stored)

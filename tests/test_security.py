@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from prefect_lite.api import flows as flows_api
 from prefect_lite.client import get_client
-from prefect_lite.schemas import FlowRun
+from prefect_lite.schemas import FlowRun, Log
 from prefect_lite.server import create_app
 from prefect_lite.settings import temporary_settings
 from prefect_lite.states import Paused, Pending, Running
@@ -219,3 +221,142 @@ def test_an_input_schema_with_a_backreference_is_refused_when_stored() -> None:
         )
     assert answer.status_code == 422, answer.text
     assert "input schema" in answer.json()["detail"]
+
+
+_LONG = "n" * 300
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/flow_runs/", {"flow_name": _LONG}, "flow name"),
+        ("/api/flow_runs/", {"flow_name": "f", "name": _LONG}, "flow run name"),
+        ("/api/flow_runs/", {"flow_name": "f", "tags": [_LONG]}, "flow run tags"),
+        ("/api/flow_runs/", {"flow_name": "f", "tags": ["t"] * 101}, "flow run tags"),
+        ("/api/flows/", {"name": "f", "tags": [_LONG]}, "flow tags"),
+        ("/api/deployments/", {"flow_name": "f", "name": _LONG}, "deployment name"),
+        ("/api/deployments/", {"flow_name": "f", "name": "d", "tags": [_LONG]}, "deployment tags"),
+        ("/api/variables/", {"name": _LONG, "value": 1}, "variable name"),
+        ("/api/variables/", {"name": "v", "value": 1, "tags": [_LONG]}, "tags"),
+        ("/api/work_pools/", {"name": _LONG}, "work pool name"),
+        ("/api/work_pools/p/queues", {"name": _LONG}, "work queue name"),
+    ],
+)
+def test_names_and_tags_over_their_limit_are_422_naming_the_field(
+    path: str, body: dict[str, Any], field: str
+) -> None:
+    with serve(create_app()) as base:
+        if "/queues" in path:
+            assert httpx.post(f"{base}/api/work_pools/", json={"name": "p"}).status_code == 201
+        answer = httpx.post(f"{base}{path}", json=body, timeout=30)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert field in detail and "limit" in detail
+
+
+def test_a_long_block_document_name_is_422() -> None:
+    document = {"name": "b" * 300, "block_type_slug": "secret", "data": {"value": "x"}}
+    with serve(create_app()) as base:
+        answer = httpx.post(
+            f"{base}/api/block_documents/", json={"block_document": document}, timeout=30
+        )
+    assert answer.status_code == 422, answer.text
+    assert "block document name" in answer.json()["detail"]
+
+
+def test_a_run_update_cannot_grow_a_name_past_the_limit() -> None:
+    run = _new_run()
+    with serve(create_app()) as base:
+        answer = httpx.patch(f"{base}/api/flow_runs/{run.id}", json={"name": _LONG}, timeout=30)
+    assert answer.status_code == 422 and "flow run name" in answer.json()["detail"]
+
+
+def _log(run_id: uuid.UUID, i: int) -> dict[str, Any]:
+    return {"name": "t", "level": 20, "message": f"line {i}", "flow_run_id": str(run_id)}
+
+
+def test_logs_past_the_cap_are_dropped_with_one_marker_even_from_concurrent_writers() -> None:
+    run = _new_run()
+    cap, writers, each = 50, 8, 20
+    with temporary_settings(max_logs_per_run=cap), serve(create_app()) as base:
+
+        def write(w: int) -> None:
+            logs = [_log(run.id, w * each + i) for i in range(each)]
+            for i in range(0, each, 5):
+                answer = httpx.post(f"{base}/api/logs/", json={"logs": logs[i : i + 5]})
+                assert answer.status_code == 201, answer.text
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        read = httpx.post(
+            f"{base}/api/logs/filter", json={"flow_run_id": str(run.id), "limit": 1000}
+        )
+    assert read.status_code == 200
+    logs = read.json()
+    assert len(logs) == cap + 1
+    assert all(log["message"].startswith("line ") for log in logs[:cap])
+    marker = logs[-1]
+    dropped = writers * each - cap
+    assert marker["message"].startswith(f"{dropped} log lines were dropped")
+    assert "PREFECT_LITE_MAX_LOGS_PER_RUN" in marker["message"] and marker["level"] == 30
+
+
+def test_merged_parameters_are_held_to_the_payload_limit() -> None:
+    half = "x" * 3000
+    with temporary_settings(max_payload_bytes=5000), serve(create_app()) as base:
+        created = httpx.post(
+            f"{base}/api/deployments/",
+            json={"flow_name": "f", "name": "d", "parameters": {"a": half}},
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        answer = httpx.post(
+            f"{base}/api/deployments/name/f/d/create_flow_run",
+            json={"parameters": {"b": half}},
+            timeout=30,
+        )
+    assert answer.status_code == 413, answer.text
+    assert "max_payload_bytes".upper() in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 10_001])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/logs/filter",
+        "/api/flow_runs/filter",
+        "/api/deployments/filter",
+        "/api/flows/filter",
+        "/api/variables/filter",
+        "/api/work_pools/filter",
+        "/api/block_documents/filter",
+        "/api/block_types/filter",
+    ],
+)
+def test_every_limit_out_of_range_is_422(path: str, limit: int) -> None:
+    body: dict[str, Any] = {"limit": limit}
+    if path == "/api/logs/filter":
+        body["flow_run_id"] = str(uuid.uuid4())
+    with serve(create_app()) as base:
+        answer = httpx.post(f"{base}{path}", json=body, timeout=30)
+    assert answer.status_code == 422, answer.text
+    assert "limit must be between 1 and 10000" in answer.json()["detail"]
+
+
+def test_limit_one_reads_one_log() -> None:
+    run = _new_run()
+    with get_client(sync_client=True) as client:
+        client.create_logs([Log.model_validate(_log(run.id, i)) for i in range(3)])
+        assert [log.message for log in client.read_logs(run.id, limit=1)] == ["line 0"]
+
+
+def test_the_in_process_flow_cache_is_bounded() -> None:
+    for i in range(flows_api.KNOWN_FLOWS + 50):
+        flows_api.create_flow(f"flow-{i}")
+    assert len(flows_api._known) == flows_api.KNOWN_FLOWS
+    assert "flow-0" not in flows_api._known and f"flow-{flows_api.KNOWN_FLOWS + 49}" in (
+        flows_api._known
+    )

@@ -3,20 +3,24 @@
 ``check_parameters`` rejects names the schema does not list and values of the wrong JSON
 type; ``check_required`` rejects a run missing a required parameter. They look only at
 what a run binds (types, enums, consts, anyOf/oneOf/allOf, array items), and every node
-they visit counts against ``MAX_CHECK_STEPS``: a schema that would need more (nested
-combinations over references multiply per value) is refused with a clear error instead
-of holding a server thread. A stored schema that is not well formed (one written before
-schemas were checked on the way in) is a ``ValidationError`` naming the deployment's
-schema, never a crash.
+they visit counts against a budget: ``MAX_CHECK_STEPS`` plus ``STEPS_PER_BYTE`` per byte
+of the values as JSON (a long list costs steps in proportion). A schema that would need
+more (nested combinations over references multiply the work per value) is refused with
+a clear error instead of holding a server thread. A stored schema that is not well
+formed (one written before schemas were checked on the way in) is a ``ValidationError``
+naming the deployment's schema, never a crash.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from prefect_lite.exceptions import ValidationError
 
-MAX_CHECK_STEPS = 20_000
+MAX_CHECK_STEPS = 10_000
+STEPS_PER_BYTE = 4
 _MAX_DEPTH = 32
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -31,16 +35,21 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 
 
 class _Budget:
-    def __init__(self, flow_name: str) -> None:
+    def __init__(self, flow_name: str, values: dict[str, Any]) -> None:
         self.steps = 0
         self.flow_name = flow_name
+        try:
+            size = len(orjson.dumps(values))
+        except TypeError:
+            size = 0
+        self.limit = MAX_CHECK_STEPS + STEPS_PER_BYTE * size
 
     def spend(self) -> None:
         self.steps += 1
-        if self.steps > MAX_CHECK_STEPS:
+        if self.steps > self.limit:
             raise ValidationError(
                 f"the parameter schema of flow {self.flow_name!r} is too complex to check "
-                f"(over {MAX_CHECK_STEPS} steps); simplify it and redeploy"
+                f"(over {self.limit} steps for these values); simplify it and redeploy"
             )
 
 
@@ -78,7 +87,7 @@ def _check_parameters(values: dict[str, Any], schema: dict[str, Any], flow_name:
     properties: dict[str, Any] = schema.get("properties") or {}
     defs: dict[str, Any] = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
     open_ended = bool(schema.get("additionalProperties"))
-    budget = _Budget(flow_name)
+    budget = _Budget(flow_name, values)
     for key, value in values.items():
         if key not in properties:
             if open_ended:

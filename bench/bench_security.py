@@ -50,7 +50,8 @@ def _server(repo: Path, home: Path) -> contextlib.AbstractContextManager[Server]
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_LITE_")}
     env.update(PREFECT_LITE_HOME=str(home), PYTHONPATH=str(repo))
-    command = [sys.executable, "-m", "prefect_lite", "server", "start", "--port", str(port)]
+    # -P: the checkout on PYTHONPATH, not the current directory, provides prefect_lite
+    command = [sys.executable, "-P", "-m", "prefect_lite", "server", "start", "--port", str(port)]
     return _running("prefect_lite", [*command, "--no-services"], env, port)
 
 

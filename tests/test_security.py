@@ -17,7 +17,7 @@ from prefect_lite.schemas import FlowRun, Log
 from prefect_lite.server import create_app
 from prefect_lite.settings import temporary_settings
 from prefect_lite.states import Paused, Pending, Running
-from prefect_lite.storage import keys
+from prefect_lite.storage import async_waits, keys
 from tests._live_server import serve
 from tests.helpers import wait_for
 
@@ -94,7 +94,7 @@ def test_input_and_resume_waits_are_served_without_threads_too() -> None:
     with temporary_settings(max_concurrent_waits=2 * WAITS), serve(create_app()) as base:
         inputs = _Waits(base, input_path, {"key_prefix": "msg", "wait_seconds": 10}, WAITS)
         resumes = _Waits(base, resume_path, {"timeout": 10}, WAITS)
-        wait_for(lambda: inputs.sent == resumes.sent == WAITS, message="waits sent")
+        wait_for(lambda: _waits_in_progress() == 2 * WAITS, timeout=30, message="waits held")
         health = httpx.get(f"{base}/api/health", timeout=10)
         assert health.status_code == 200
         assert not inputs.answers and not resumes.answers, "a wait ended before its change"
@@ -114,6 +114,25 @@ def test_a_local_client_still_waits_in_process() -> None:
         client.set_flow_run_state(run.id, Pending(), force=True)
         seen = client.wait_for_flow_run_change(run.id, version=run.version, timeout=5)
     assert seen.version == run.version + 1
+
+
+def _waits_in_progress() -> int:
+    """Waits the test servers of this process hold (their hubs live in this process)."""
+    return sum(hub.active for _, hub in async_waits._hubs.values())
+
+
+def test_the_http_client_waits_out_a_full_server_and_retries() -> None:
+    run = _new_run()
+    path = f"/api/flow_runs/{run.id}/wait"
+    with temporary_settings(max_concurrent_waits=1), serve(create_app()) as base:
+        held = _Waits(base, path, {"version": run.version, "timeout": 3}, 1)
+        wait_for(lambda: _waits_in_progress() == 1, message="the one wait held")
+        refused = httpx.post(f"{base}{path}", json={"version": run.version, "timeout": 1})
+        assert refused.status_code == 429
+        with temporary_settings(api_url=f"{base}/api"), get_client(sync_client=True) as client:
+            seen = client.wait_for_flow_run_change(run.id, version=run.version, timeout=0.1)
+        held.thread.join(30)
+    assert seen.id == run.id and [a.status_code for a in held.answers] == [200]
 
 
 _SLOW_PATTERN = {"type": "string", "pattern": "^(a+)+$"}

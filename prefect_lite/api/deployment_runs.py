@@ -41,7 +41,11 @@ from prefect_lite.storage import runs
 
 
 @operation(
-    "POST", "/deployments/{deployment_id}/create_flow_run", status_code=201, tag="deployments"
+    "POST",
+    "/deployments/{deployment_id}/create_flow_run",
+    status_code=201,
+    tag="deployments",
+    role=("run", "worker"),  # worker: a flow calling run_deployment
 )
 def create_flow_run_from_deployment(
     deployment_id: uuid.UUID,
@@ -83,6 +87,7 @@ def create_flow_run_from_deployment(
     "/deployments/name/{flow_name}/{deployment_name}/create_flow_run",
     status_code=201,
     tag="deployments",
+    role=("run", "worker"),  # worker: a flow calling run_deployment
 )
 def create_flow_run_from_deployment_name(
     flow_name: str,

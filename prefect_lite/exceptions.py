@@ -42,6 +42,10 @@ class PayloadTooLarge(UserError):
     """A parameter, result or input is larger than ``max_payload_bytes``."""
 
 
+class TooManyRequests(UserError):
+    """The server is at a limit (e.g. waits in progress): retry shortly (HTTP 429)."""
+
+
 class ValidationError(UserError):
     """Input that does not fit its schema."""
 

@@ -61,6 +61,17 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, gt=0, description="Largest parameters/result/input payload."
     )
     connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    max_concurrent_waits: int = Field(
+        default=1000,
+        ge=1,
+        description="Long polls (run changes, inputs, resumes) one server holds at once; "
+        "more are answered 429.",
+    )
+    max_logs_per_run: int = Field(
+        default=100_000,
+        ge=1,
+        description="Log lines kept per flow run; later ones are dropped and counted.",
+    )
     store_outage_seconds: float = Field(
         default=30.0,
         ge=0,

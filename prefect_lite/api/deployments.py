@@ -17,9 +17,17 @@ import pydantic
 
 from prefect_lite import _time, schedules
 from prefect_lite.api.flows import create_flow, flow_id_for
+from prefect_lite.api.json_schemas import check_schema
+from prefect_lite.api.parameter_checks import check_parameters
 from prefect_lite.api.registry import operation
+from prefect_lite.api.text_limits import (
+    MAX_TEXT_LENGTH,
+    MAX_VERSION_LENGTH,
+    check_length,
+    check_tags,
+)
 from prefect_lite.exceptions import ObjectNotFound, ValidationError
-from prefect_lite.schemas import Deployment, Schedule, WorkPool
+from prefect_lite.schemas import Deployment, Schedule, WorkPool, check_paging
 from prefect_lite.storage import deployments as store
 from prefect_lite.storage import scheduling
 from prefect_lite.storage.records import NamedRecords
@@ -62,9 +70,16 @@ def create_deployment(
     """Create the deployment, or update it in place (same id) if ``flow/name`` exists."""
     _check_name(flow_name, "flow name")
     _check_name(name, "deployment name")
+    check_length(description, "deployment description", MAX_TEXT_LENGTH)
+    check_length(version, "deployment version", MAX_VERSION_LENGTH)
+    check_length(work_pool_name, "work pool name")
+    check_length(work_queue_name, "work queue name")
+    tags = check_tags(tags, "deployment tags")
     params = dict(parameters or {})
     _check_json(params, "parameters")
     schema = dict(parameter_openapi_schema or {})
+    if schema:
+        check_schema(schema, "parameter_openapi_schema")
     if enforce_parameter_schema and schema:
         check_parameters(params, schema, flow_name)
     if concurrency_limit is not None and concurrency_limit < 1:
@@ -128,8 +143,9 @@ def read_deployments(
     flow_name: str | None = None, limit: int = 200, offset: int = 0
 ) -> list[Deployment]:
     """Deployments ordered by full name, optionally of one flow."""
+    check_paging(limit, offset)
     prefix = f"{flow_name}/" if flow_name else ""
-    return store.list_deployments(prefix, limit=max(0, min(limit, 10_000)), offset=max(0, offset))
+    return store.list_deployments(prefix, limit=limit, offset=offset)
 
 
 @operation(
@@ -192,6 +208,7 @@ def update_deployment_schedule(
 def _check_name(value: object, what: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} must be a non-empty string")
+    check_length(value, what)
     if "/" in value:
         raise ValidationError(f"{what} {value!r} must not contain '/'")
 
@@ -258,86 +275,3 @@ def _pydantic_message(exc: pydantic.ValidationError, what: str) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
     return f"invalid {what}{' ' + where if where else ''}: {first.get('msg')}"
-
-
-# ----------------------------------------------------------------------------- parameters
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-    "array": (list, tuple),
-    "object": (dict,),
-}
-
-
-def check_parameters(values: dict[str, Any], schema: dict[str, Any], flow_name: str) -> None:
-    """Reject names the schema does not list and values of the wrong JSON type."""
-    properties: dict[str, Any] = schema.get("properties") or {}
-    defs: dict[str, Any] = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
-    open_ended = bool(schema.get("additionalProperties"))
-    for key, value in values.items():
-        if key not in properties:
-            if open_ended:
-                continue
-            known = ", ".join(properties) or "none"
-            raise ValidationError(
-                f"flow {flow_name!r} has no parameter {key!r} (its parameters: {known})"
-            )
-        if not _fits(value, properties[key], defs, 0):
-            expected = _describe(properties[key], defs)
-            raise ValidationError(
-                f"parameter {key!r} of flow {flow_name!r} must be {expected}, got {value!r}"
-            )
-
-
-def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        return dict(defs.get(ref.rsplit("/", 1)[-1], {}))
-    return node
-
-
-def _fits(value: Any, node: dict[str, Any], defs: dict[str, Any], depth: int) -> bool:
-    node = _resolve(node, defs)
-    if depth > 32:
-        return True
-    for combinator in ("anyOf", "oneOf"):
-        if combinator in node:
-            return any(_fits(value, option, defs, depth + 1) for option in node[combinator])
-    if "allOf" in node:
-        return all(_fits(value, option, defs, depth + 1) for option in node["allOf"])
-    if "enum" in node and value not in node["enum"]:
-        return False
-    if "const" in node and value != node["const"]:
-        return False
-    kinds = node.get("type")
-    if kinds is None:
-        return True
-    for kind in [kinds] if isinstance(kinds, str) else kinds:
-        allowed = _JSON_TYPES.get(kind)
-        if allowed is None or (isinstance(value, bool) and kind in ("integer", "number")):
-            continue
-        if isinstance(value, allowed):
-            items = node.get("items")
-            if kind == "array" and isinstance(items, dict) and isinstance(value, list | tuple):
-                return all(_fits(v, items, defs, depth + 1) for v in value)
-            return True
-    return False
-
-
-def _describe(node: dict[str, Any], defs: dict[str, Any]) -> str:
-    node = _resolve(node, defs)
-    options = node.get("anyOf") or node.get("oneOf")
-    if options:
-        return " or ".join(_describe(o, defs) for o in options)
-    if "enum" in node:
-        return "one of " + ", ".join(repr(v) for v in node["enum"])
-    kinds = node.get("type")
-    if isinstance(kinds, list):
-        return " or ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in kinds)
-    if isinstance(kinds, str):
-        return f"{'an' if kinds[0] in 'aeiou' else 'a'} {kinds}"
-    return "a valid value"

@@ -74,8 +74,8 @@ def run_shell_script(
             raise PullStepError(f"run_shell_script cannot split {line!r}: {exc}") from None
         if argv:
             stdout, stderr = _run(argv, directory, environment, stream_output)
-            out.append(stdout)
-            err.append(stderr)
+            out.append(stdout.rstrip("\n"))
+            err.append(stderr.rstrip("\n"))
     return {"stdout": "\n".join(out).strip(), "stderr": "\n".join(err).strip()}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 MASK = "********"
 # Argument names whose values are credentials (any case, any prefix/suffix around them).
@@ -74,11 +73,3 @@ def inline_credentials(value: Any, where: str = "") -> list[str]:
     if isinstance(value, str) and mask_urls(value) != value:
         return [where]
     return []
-
-
-def url_host(url: str) -> str:
-    """The host of a URL (for messages that must not show its credentials)."""
-    try:
-        return urlsplit(url).hostname or ""
-    except ValueError:
-        return ""

@@ -176,6 +176,8 @@ def setting_sources() -> list[tuple[str, str, str]]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "********" if value.get_secret_value() else ""
+        elif isinstance(value, tuple):
+            shown = ",".join(value)
         else:
             shown = "" if value is None else str(value)
         if name in overridden:

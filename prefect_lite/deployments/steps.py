@@ -130,6 +130,7 @@ def run_steps(steps: list[dict[str, Any]], policy: ExecutionPolicy | None = None
         for _number, name, raw_args in parsed:
             args = dict(raw_args)
             step_id = args.pop("id", None)
+            args.pop("requires", None)  # Prefect's "install this package first": not done here
             args = renderer.render(args)
             _check_arguments(policy, name, args, rendered=True)
             result = _resolve(name)(**args) or {}

@@ -114,7 +114,8 @@ def test_a_worker_narrowed_to_some_steps_refuses_the_others_before_any_runs(
     assert "--allowed-step" in _message(refused)
 
 
-def test_run_shell_script_runs_no_shell() -> None:
+def test_run_shell_script_runs_no_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     out = run_steps([{f"{STEPS}.run_shell_script": {
         "script": "echo one; touch never-made\necho $HOME | cat",
         "stream_output": False,
@@ -129,6 +130,19 @@ def test_run_shell_script_runs_no_shell() -> None:
     with pytest.raises(PullStepError, match="exited with status 3"):
         run_steps([{"run_shell_script": {"script": f"{sys.executable} -c 'exit(3)'",
                                          "stream_output": False}}])  # fmt: skip
+
+
+def test_pip_install_requirements_installs_from_the_steps_directory(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("# nothing to install\n")
+    out = run_steps(
+        [{f"{STEPS}.pip_install_requirements": {"directory": str(tmp_path),
+                                                "stream_output": False}}]
+    )  # fmt: skip
+    assert set(out) == {"stdout", "stderr"}
+    with pytest.raises(PullStepError, match="exited with status"):
+        run_steps([{"pip_install_requirements": {"directory": str(tmp_path),
+                                                 "requirements_file": "missing.txt",
+                                                 "stream_output": False}}])  # fmt: skip
 
 
 def test_an_entrypoint_outside_the_deployments_path_is_refused_by_a_worker(
@@ -334,7 +348,10 @@ def _dump(r: Any, key: Any) -> bytes:
     return b""
 
 
-def test_pull_steps_template_variables_and_earlier_outputs(tmp_path: Path) -> None:
+def test_pull_steps_template_variables_and_earlier_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # set_working_directory changes it; put back after
     Variable.set("clone_dir", str(tmp_path))
     out = run_steps([
         {f"{STEPS}.set_working_directory": {"id": "cd",

@@ -114,6 +114,16 @@ def test_a_worker_narrowed_to_some_steps_refuses_the_others_before_any_runs(
     assert "--allowed-step" in _message(refused)
 
 
+def test_an_allowed_steps_list_is_the_whole_list_in_any_spelling() -> None:
+    policy = ExecutionPolicy(allowed_steps=("prefect.deployments.steps.git_clone", "my.step"))
+    policy.check_step(1, "git_clone")
+    policy.check_step(2, "prefect_lite.deployments.steps.git_clone")
+    policy.check_step(3, "my.step")  # a custom step named by the operator is allowed
+    for refused in ("run_shell_script", "my.other_step"):
+        with pytest.raises(CodeRefused, match="not among the steps this worker allows"):
+            policy.check_step(4, refused)
+
+
 def test_run_shell_script_runs_no_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     out = run_steps([{f"{STEPS}.run_shell_script": {

@@ -5,7 +5,8 @@ whoever may deploy may write those. The executing process decides what it runs:
 
 - pull steps are the built-in steps (``git_clone``, ``set_working_directory``,
   ``pip_install_requirements``, ``run_shell_script``, under Prefect's names and ours); any
-  other dotted callable only with ``allow_custom_steps``; ``allowed_steps`` narrows further;
+  other dotted callable only with ``allow_custom_steps`` or named in ``allowed_steps``,
+  which, when given, is the whole list of steps that may run;
 - ``git_clone`` takes ``https``, ``ssh`` and scp-like ``user@host:path`` URLs, ``file``
   only with ``allow_file_urls``, nothing else; ``allowed_git_urls`` narrows to prefixes;
 - the entrypoint must resolve (symlinks followed) inside the deployment's path, unless
@@ -111,13 +112,14 @@ class ExecutionPolicy:
     def check_step(self, number: int, name: str) -> None:
         """Refuse step ``number`` named ``name`` unless this policy allows it."""
         short = builtin_name(name)
-        if self.allowed_steps and not {name, short} & set(self.allowed_steps):
+        listed = {builtin_name(step) or step for step in self.allowed_steps}
+        if listed and (short or name) not in listed:
             allowed = ", ".join(self.allowed_steps)
             raise CodeRefused(
                 f"pull step {number} ({name!r}) is not among the steps this worker allows "
                 f"({allowed}); see --allowed-step (PREFECT_LITE_WORKER_ALLOWED_STEPS)"
             )
-        if short is None and not self.allow_custom_steps:
+        if short is None and name not in listed and not self.allow_custom_steps:
             raise CodeRefused(
                 f"pull step {number} ({name!r}) is not a built-in step "
                 f"({', '.join(BUILTIN_STEPS)}); to run other callables, {_OPT_IN['custom']}"

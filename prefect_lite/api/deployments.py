@@ -40,7 +40,7 @@ def deployment_id_for(flow_name: str, name: str) -> uuid.UUID:
     return uuid.uuid5(DEPLOYMENT_NAMESPACE, f"{flow_name}/{name}")
 
 
-@operation("POST", "/deployments/", status_code=201, tag="deployments")
+@operation("POST", "/deployments/", status_code=201, tag="deployments", role="admin")
 def create_deployment(
     flow_name: str,
     name: str,
@@ -111,7 +111,13 @@ def create_deployment(
     return masked(deployment)
 
 
-@operation("GET", "/deployments/{deployment_id}", tag="deployments")
+@operation(
+    "GET",
+    "/deployments/{deployment_id}",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_deployment(deployment_id: uuid.UUID, include_secrets: bool = False) -> Deployment:
     """The deployment; credentials in its pull steps masked unless ``include_secrets``
     (what a worker reads to run it)."""
@@ -119,7 +125,13 @@ def read_deployment(deployment_id: uuid.UUID, include_secrets: bool = False) -> 
     return found if include_secrets else masked(found)
 
 
-@operation("GET", "/deployments/name/{flow_name}/{deployment_name}", tag="deployments")
+@operation(
+    "GET",
+    "/deployments/name/{flow_name}/{deployment_name}",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_deployment_by_name(
     flow_name: str, deployment_name: str, include_secrets: bool = False
 ) -> Deployment:
@@ -129,7 +141,13 @@ def read_deployment_by_name(
     return found if include_secrets else masked(found)
 
 
-@operation("POST", "/deployments/filter", tag="deployments")
+@operation(
+    "POST",
+    "/deployments/filter",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_deployments(
     flow_name: str | None = None, limit: int = 200, offset: int = 0, include_secrets: bool = False
 ) -> list[Deployment]:
@@ -139,7 +157,9 @@ def read_deployments(
     return found if include_secrets else [masked(d) for d in found]
 
 
-@operation("DELETE", "/deployments/{deployment_id}", status_code=204, tag="deployments")
+@operation(
+    "DELETE", "/deployments/{deployment_id}", status_code=204, tag="deployments", role="admin"
+)
 def delete_deployment(deployment_id: uuid.UUID) -> None:
     """Delete the deployment and its scheduled runs that have not started."""
     deployment = _stored(deployment_id)
@@ -147,7 +167,7 @@ def delete_deployment(deployment_id: uuid.UUID) -> None:
     scheduling.delete_unstarted(scheduling.unstarted_auto_runs(deployment.id))
 
 
-@operation("POST", "/deployments/{deployment_id}/pause_deployment", tag="deployments")
+@operation("POST", "/deployments/{deployment_id}/pause_deployment", tag="deployments", role="admin")
 def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Stop scheduling; unstarted auto-scheduled runs are removed."""
     deployment = _stored(deployment_id)
@@ -157,7 +177,9 @@ def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
     return masked(paused)
 
 
-@operation("POST", "/deployments/{deployment_id}/resume_deployment", tag="deployments")
+@operation(
+    "POST", "/deployments/{deployment_id}/resume_deployment", tag="deployments", role="admin"
+)
 def resume_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Schedule again from now on (nothing missed while paused is made up)."""
     deployment = _stored(deployment_id)
@@ -166,12 +188,14 @@ def resume_deployment(deployment_id: uuid.UUID) -> Deployment:
     return masked(resumed)
 
 
-@operation("GET", "/deployments/{deployment_id}/schedules", tag="deployments")
+@operation("GET", "/deployments/{deployment_id}/schedules", tag="deployments", role="read")
 def read_deployment_schedules(deployment_id: uuid.UUID) -> list[Schedule]:
     return _stored(deployment_id).schedules
 
 
-@operation("PATCH", "/deployments/{deployment_id}/schedules/{schedule_id}", tag="deployments")
+@operation(
+    "PATCH", "/deployments/{deployment_id}/schedules/{schedule_id}", tag="deployments", role="admin"
+)
 def update_deployment_schedule(
     deployment_id: uuid.UUID, schedule_id: uuid.UUID, active: bool | None = None
 ) -> Schedule:

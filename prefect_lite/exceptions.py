@@ -90,6 +90,10 @@ class PullStepError(UserError):
     """A deployment's pull step (e.g. git clone) failed or is malformed."""
 
 
+class CodeRefused(PullStepError):
+    """A worker refused a deployment's code or pull step: its operator did not allow it."""
+
+
 class AuthenticationError(UserError):
     """Missing or wrong API key."""
 

@@ -12,10 +12,10 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PREFECT_LITE_"
 
@@ -77,6 +77,43 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a started run retries state writes while Redis is unreachable.",
     )
+
+    # What the processes that execute flow runs (workers, runners) agree to run; see
+    # prefect_lite/deployments/policy.py. Lists are comma-separated in the environment.
+    worker_allow_custom_steps: bool = Field(
+        default=False,
+        description="Let pull steps name any importable callable, not only the built-in steps.",
+    )
+    worker_allowed_steps: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Only these pull steps (e.g. git_clone,set_working_directory); empty: all.",
+    )
+    worker_allowed_git_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="git_clone only from URLs starting with one of these."
+    )
+    worker_allowed_code_paths: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Load flow code only from inside these directories (and the git clones).",
+    )
+    worker_allow_entrypoint_escape: bool = Field(
+        default=False,
+        description="Let an entrypoint lie outside its deployment's path (.., absolute, symlink).",
+    )
+    worker_allow_file_urls: bool = Field(
+        default=False, description="Let git_clone clone file:// (local) repositories."
+    )
+
+    @field_validator(
+        "worker_allowed_steps",
+        "worker_allowed_git_urls",
+        "worker_allowed_code_paths",
+        mode="before",
+    )
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("home", mode="after")
     @classmethod
@@ -161,6 +198,8 @@ def setting_sources() -> list[tuple[str, str, str]]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "********" if value.get_secret_value() else ""
+        elif isinstance(value, tuple):
+            shown = ",".join(value)
         else:
             shown = "" if value is None else str(value)
         if name in overridden:

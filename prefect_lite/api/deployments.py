@@ -8,6 +8,7 @@ interval), parameters against the parameter schema, the work pool. Redeploying t
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -27,11 +28,13 @@ from prefect_lite.api.text_limits import (
     check_tags,
 )
 from prefect_lite.exceptions import ObjectNotFound, ValidationError
+from prefect_lite.redaction import inline_credentials, mask_value
 from prefect_lite.schemas import Deployment, Schedule, WorkPool, check_paging
 from prefect_lite.storage import deployments as store
 from prefect_lite.storage import scheduling
 from prefect_lite.storage.records import NamedRecords
 
+logger = logging.getLogger("prefect_lite.api.deployments")
 DEPLOYMENT_NAMESPACE = uuid.UUID("6f8a9d4c-2b1e-5c3a-8e7f-0a1b2c3d4e5f")
 WORK_POOL_KIND = "work_pool"
 # False: an unknown pool is an error only once some pool is registered (pools arrive with
@@ -86,6 +89,7 @@ def create_deployment(
         raise ValidationError(f"concurrency_limit must be at least 1, not {concurrency_limit}")
     _check_work_pool(work_pool_name)
     previous = store.get_by_name(f"{flow_name}/{name}")
+    steps = _steps_to_store(list(pull_steps or []), previous, f"{flow_name}/{name}")
     checked = _checked_schedules(schedules or [], previous)
     for schedule in checked:
         if enforce_parameter_schema and schema and schedule.parameters:
@@ -99,7 +103,7 @@ def create_deployment(
             flow_name=flow_name,
             entrypoint=entrypoint,
             path=path,
-            pull_steps=list(pull_steps or []),
+            pull_steps=steps,
             parameters=params,
             parameter_openapi_schema=schema,
             enforce_parameter_schema=enforce_parameter_schema,
@@ -119,33 +123,54 @@ def create_deployment(
         raise ValidationError(_pydantic_message(exc, "deployment")) from None
     create_flow(flow_name)
     store.save(deployment)
-    return deployment
+    return masked(deployment)
 
 
-@operation("GET", "/deployments/{deployment_id}", tag="deployments", role="read")
-def read_deployment(deployment_id: uuid.UUID) -> Deployment:
-    found = store.get_by_id(deployment_id)
-    if found is None:
-        raise ObjectNotFound(f"no deployment with id {deployment_id}")
-    return found
+@operation(
+    "GET",
+    "/deployments/{deployment_id}",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
+def read_deployment(deployment_id: uuid.UUID, include_secrets: bool = False) -> Deployment:
+    """The deployment; credentials in its pull steps masked unless ``include_secrets``
+    (what a worker reads to run it)."""
+    found = _stored(deployment_id)
+    return found if include_secrets else masked(found)
 
 
-@operation("GET", "/deployments/name/{flow_name}/{deployment_name}", tag="deployments", role="read")
-def read_deployment_by_name(flow_name: str, deployment_name: str) -> Deployment:
+@operation(
+    "GET",
+    "/deployments/name/{flow_name}/{deployment_name}",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
+def read_deployment_by_name(
+    flow_name: str, deployment_name: str, include_secrets: bool = False
+) -> Deployment:
     found = store.get_by_name(f"{flow_name}/{deployment_name}")
     if found is None:
         raise ObjectNotFound(f"no deployment named '{flow_name}/{deployment_name}'")
-    return found
+    return found if include_secrets else masked(found)
 
 
-@operation("POST", "/deployments/filter", tag="deployments", role="read")
+@operation(
+    "POST",
+    "/deployments/filter",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_deployments(
-    flow_name: str | None = None, limit: int = 200, offset: int = 0
+    flow_name: str | None = None, limit: int = 200, offset: int = 0, include_secrets: bool = False
 ) -> list[Deployment]:
     """Deployments ordered by full name, optionally of one flow."""
     check_paging(limit, offset)
     prefix = f"{flow_name}/" if flow_name else ""
-    return store.list_deployments(prefix, limit=limit, offset=offset)
+    found = store.list_deployments(prefix, limit=limit, offset=offset)
+    return found if include_secrets else [masked(d) for d in found]
 
 
 @operation(
@@ -153,7 +178,7 @@ def read_deployments(
 )
 def delete_deployment(deployment_id: uuid.UUID) -> None:
     """Delete the deployment and its scheduled runs that have not started."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     store.remove(deployment)
     scheduling.delete_unstarted(scheduling.unstarted_auto_runs(deployment.id))
 
@@ -161,11 +186,11 @@ def delete_deployment(deployment_id: uuid.UUID) -> None:
 @operation("POST", "/deployments/{deployment_id}/pause_deployment", tag="deployments", role="admin")
 def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Stop scheduling; unstarted auto-scheduled runs are removed."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     paused = deployment.model_copy(update={"paused": True, "updated": _time.now()})
     store.save(paused)
     scheduling.delete_unstarted(scheduling.unstarted_auto_runs(deployment.id))
-    return paused
+    return masked(paused)
 
 
 @operation(
@@ -173,15 +198,15 @@ def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
 )
 def resume_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Schedule again from now on (nothing missed while paused is made up)."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     resumed = deployment.model_copy(update={"paused": False, "updated": _time.now()})
     store.save(resumed)
-    return resumed
+    return masked(resumed)
 
 
 @operation("GET", "/deployments/{deployment_id}/schedules", tag="deployments", role="read")
 def read_deployment_schedules(deployment_id: uuid.UUID) -> list[Schedule]:
-    return read_deployment(deployment_id).schedules
+    return _stored(deployment_id).schedules
 
 
 @operation(
@@ -191,7 +216,7 @@ def update_deployment_schedule(
     deployment_id: uuid.UUID, schedule_id: uuid.UUID, active: bool | None = None
 ) -> Schedule:
     """Pause (``active=False``) or resume one schedule; the scheduler re-plans at once."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     found = next((s for s in deployment.schedules if s.id == schedule_id), None)
     if found is None:
         raise ObjectNotFound(f"deployment {deployment.full_name} has no schedule {schedule_id}")
@@ -200,6 +225,44 @@ def update_deployment_schedule(
     deployment.updated = _time.now()
     store.save(deployment)
     return found
+
+
+# ----------------------------------------------------------------------------- credentials
+
+
+def _stored(deployment_id: uuid.UUID) -> Deployment:
+    found = store.get_by_id(deployment_id)
+    if found is None:
+        raise ObjectNotFound(f"no deployment with id {deployment_id}")
+    return found
+
+
+def masked(deployment: Deployment) -> Deployment:
+    """A copy of ``deployment`` with credentials in its pull steps masked."""
+    shown = mask_value(deployment.pull_steps)
+    if shown == deployment.pull_steps:
+        return deployment
+    return deployment.model_copy(update={"pull_steps": shown})
+
+
+def _steps_to_store(
+    steps: list[dict[str, Any]], previous: Deployment | None, full_name: str
+) -> list[dict[str, Any]]:
+    """The pull steps to store: a masked copy of the stored ones sent back (a read, edited
+    elsewhere, then registered again) keeps the stored credentials. Inline credentials are
+    stored as given, with a warning: a Secret block placeholder keeps them out."""
+    resent = previous is not None and steps == mask_value(previous.pull_steps)
+    if previous is not None and resent:
+        return list(previous.pull_steps)
+    inline = inline_credentials(steps, "pull_steps")
+    if inline:
+        logger.warning(
+            "deployment %r stores credentials inline (%s); readers see them masked, but "
+            "prefer a Secret block: {{ prefect.blocks.secret.NAME }}",
+            full_name,
+            ", ".join(inline),
+        )
+    return steps
 
 
 # ----------------------------------------------------------------------------- checks

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PREFECT_LITE_"
+MIN_SIGNING_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -36,6 +37,11 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="pl", description="Prefix of every Redis key.")
     api_url: str | None = Field(default=None, description="Talk to a server over HTTP.")
     api_key: SecretStr | None = Field(default=None, description="Bearer token for the API.")
+    result_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Secret that signs pickled results and cache records (HMAC-SHA256); the "
+        "same on every machine that shares them. Unset: a key generated once in HOME.",
+    )
     logging_level: str = Field(default="INFO", description="Level of prefect_lite loggers.")
     lease_seconds: float = Field(
         default=6.0, gt=0, description="A running flow run's lease; workers renew it."
@@ -60,6 +66,18 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("result_signing_key", mode="after")
+    @classmethod
+    def _check_signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # set but empty: unset
+        if value is not None and len(value.get_secret_value()) < MIN_SIGNING_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SIGNING_KEY_LENGTH} characters; make one with: python "
+                "-c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
     @field_validator("logging_level", mode="after")
     @classmethod

@@ -1,0 +1,218 @@
+"""Regression tests for the attacks of the security review: each one reproduced for real
+and shown refused (a clear error, a refused start, a file never written)."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from prefect_lite.client import get_client
+from prefect_lite.schemas import CacheRecord
+from prefect_lite.serializers import PickleSerializer
+from prefect_lite.server import create_app
+from prefect_lite.settings import Settings, temporary_settings
+from prefect_lite.signing import KEY_FILE, signing_key
+from prefect_lite.states import ResultRef
+from tests._live_server import serve
+from tests._workers import wait_final, worker_process
+from tests.helpers import REPO_ROOT, run_python, spawn_python
+
+# ---- stored data and output ----
+
+API_KEY = "security-tests-admin-key-0123456789"
+OTHER_KEY = "a-key-some-other-machine-has-0123456789"
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: proof that the payload ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def _unsigned(marker: Path) -> str:
+    """What an attacker posts: a plain pickle, base64 as the store holds pickles."""
+    return base64.b64encode(pickle.dumps(_Payload(marker))).decode()
+
+
+def _forged(marker: Path) -> str:
+    """The right key id (anyone can read it off a stored result), a made-up signature."""
+    key_id = signing_key().key_id.decode()
+    return f"pls1.{key_id}.{'0' * 64}.{_unsigned(marker)}"
+
+
+def _other_key(marker: Path) -> str:
+    """Validly signed, but with a key this machine does not have."""
+    with temporary_settings(result_signing_key=OTHER_KEY):
+        return PickleSerializer().dumps(_Payload(marker)).decode()
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
+    """A live API server on the test's Redis; subprocesses inherit its URL and key."""
+    with serve(create_app(Settings(api_key=API_KEY))) as base:
+        monkeypatch.setenv("PREFECT_LITE_API_URL", base + "/api")
+        monkeypatch.setenv("PREFECT_LITE_API_KEY", API_KEY)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        with httpx.Client(base_url=base, headers=headers) as client:
+            yield client
+
+
+def _post_result(api: httpx.Client, key: str, blob: str) -> None:
+    response = api.post("/api/results/", json={"key": key, "blob": blob})
+    assert response.status_code == 204, response.text
+
+
+def _completed_run_pointing_at(api: httpx.Client, key: str) -> str:
+    ref = {"result_ref": 1, "storage": "redis", "key": key, "serializer": "pickle"}
+    created = api.post("/api/flow_runs/", json={"flow_name": "victim"})
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    state = {"type": "COMPLETED", "data": ref}
+    answer = api.post(f"/api/flow_runs/{run_id}/set_state", json={"state": state, "force": True})
+    assert answer.status_code in (200, 201), answer.text
+    return str(run_id)
+
+
+READ_RESULT = """
+    import uuid
+    from prefect_lite.client import get_client
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(uuid.UUID({run_id!r}))
+    try:
+        print("VALUE", run.state.result())
+    except Exception as exc:
+        print("ERROR", type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("make_blob", [_unsigned, _forged, _other_key])
+def test_a_pickle_posted_to_the_results_api_is_never_unpickled_by_a_reader(
+    api: httpx.Client, tmp_path: Path, make_blob: Any
+) -> None:
+    genuine = PickleSerializer().dumps({"answer": 42}).decode()  # written with the key
+    _post_result(api, "genuine", genuine)
+    marker = tmp_path / "payload-ran"
+    _post_result(api, "poisoned", make_blob(marker))
+
+    good = run_python(READ_RESULT.format(run_id=_completed_run_pointing_at(api, "genuine")))
+    bad = run_python(READ_RESULT.format(run_id=_completed_run_pointing_at(api, "poisoned")))
+
+    assert good.stdout.strip() == "VALUE {'answer': 42}", good.stderr
+    assert bad.stdout.startswith("ERROR ResultSignatureError result 'poisoned'"), bad.stderr
+    assert "not unpickled" in bad.stdout
+    if make_blob is not _forged:  # a key mix-up: the message says which setting to align
+        assert "PREFECT_LITE_RESULT_SIGNING_KEY" in bad.stdout
+    assert not marker.exists()
+
+
+def _poison_cache(api: httpx.Client, marker: Path) -> None:
+    from tests.fixtures.security_flows import CACHE_KEY, cached_step
+
+    record = CacheRecord(
+        key=f"{cached_step.task_key}:{CACHE_KEY}",
+        result=ResultRef(storage="redis", key="cached-result"),
+        inline=_unsigned(marker),
+    )
+    response = api.post("/api/cache_records/", json={"records": [record.model_dump(mode="json")]})
+    assert response.status_code == 204, response.text
+
+
+def test_a_poisoned_cache_record_fails_a_local_flow_without_running_the_payload(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    marker = tmp_path / "payload-ran"
+    _poison_cache(api, marker)
+
+    ran = run_python(
+        """
+        from tests.fixtures.security_flows import uses_cache
+        state = uses_cache(return_state=True)
+        print("STATE", state.name, state.message)
+        """
+    )
+
+    assert "STATE Failed" in ran.stdout, ran.stdout + ran.stderr
+    assert "ResultSignatureError" in ran.stdout and "not unpickled" in ran.stdout
+    assert not marker.exists()
+
+
+def test_a_poisoned_cache_record_fails_a_worker_flow_without_running_the_payload(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    marker = tmp_path / "payload-ran"
+    _poison_cache(api, marker)
+    with get_client(sync_client=True) as client:
+        client.create_work_pool("pool")
+        deployment = client.create_deployment(
+            "uses-cache",
+            "poisoned",
+            entrypoint="tests.fixtures.security_flows:uses_cache",
+            path=str(REPO_ROOT),
+            work_pool_name="pool",
+        )
+        with worker_process(tmp_path):
+            run = client.create_flow_run_from_deployment(deployment.id)
+            final = wait_final(run.id)
+
+    assert final.state is not None and final.state.name == "Failed"
+    assert "ResultSignatureError" in (final.state.message or "")
+    assert not marker.exists()
+
+
+def test_signed_results_cross_processes_and_json_needs_no_key(tmp_path: Path) -> None:
+    """Another machine (another home, so another generated key) reads JSON results, and
+    gets the clear error for pickles until the key setting is the same on both."""
+    write = """
+        from prefect_lite import flow
+        @flow(persist_result=True, result_storage="redis", result_serializer="{kind}")
+        def f():
+            return {{"n": 1}}
+        print(f(return_state=True).state_details.flow_run_id)
+    """
+    runs = {}
+    for kind in ("json", "pickle"):
+        made = run_python(write.format(kind=kind))
+        assert made.returncode == 0, made.stderr
+        runs[kind] = made.stdout.strip().splitlines()[-1]
+    elsewhere = {"PREFECT_LITE_HOME": str(tmp_path / "other-machine")}
+
+    def read(kind: str, **env: str) -> str:
+        done = run_python(READ_RESULT.format(run_id=runs[kind]), env={**elsewhere, **env})
+        return done.stdout.strip() + done.stderr
+
+    assert read("json") == "VALUE {'n': 1}"
+    assert read("pickle").startswith("ERROR ResultSignatureError")
+    assert "signed with another result-signing key" in read("pickle")
+    assert "PREFECT_LITE_RESULT_SIGNING_KEY" in read("pickle")
+    # With the key set alike everywhere, pickles cross machines.
+    shared = {"PREFECT_LITE_RESULT_SIGNING_KEY": OTHER_KEY}
+    made = run_python(write.format(kind="pickle"), env=shared)
+    runs["pickle"] = made.stdout.strip().splitlines()[-1]
+    assert read("pickle", **shared) == "VALUE {'n': 1}"
+
+
+def test_the_generated_key_is_private_and_made_once_by_racing_processes(home: Path) -> None:
+    code = "from prefect_lite.signing import signing_key; print(signing_key().key_id.decode())"
+    racers = [spawn_python(code) for _ in range(4)]
+    outputs = [racer.communicate(timeout=60) for racer in racers]
+
+    assert all(r.returncode == 0 for r in racers), [err for _, err in outputs]
+    assert len({out.strip() for out, _ in outputs}) == 1
+    key_file = home / KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert [p.name for p in home.iterdir() if p.name.endswith(".tmp")] == []
+    # A key file others can read is made private again before use.
+    key_file.chmod(0o644)
+    assert run_python(code).stdout.strip() == outputs[0][0].strip()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -147,6 +148,52 @@ def temporary_settings(**overrides: Any) -> Iterator[Settings]:
             _current = None
 
 
+_SECRET_PARAMS = {"password", "pass", "passwd", "token", "access_token", "api_key", "apikey",
+                  "key", "secret", "auth"}  # fmt: skip
+_SECRET_NAME_PARTS = ("key", "password", "secret", "token")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its credentials replaced by ``***``: the password of the user info
+    (``redis://:pw@h``, ``https://user:pw@h``), a bare user info of an http(s) URL (often a
+    token), and secret-looking query parameters (``?password=``, ``?token=``...)."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        userinfo, at, hostport = netloc.rpartition("@")
+        if at and parts.password is not None:
+            netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+        elif at and parts.scheme in ("http", "https"):
+            netloc = f"***@{hostport}"
+        query = parts.query
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
+            hidden = [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs]
+            query = urlencode(hidden, safe="*/")
+        if netloc == parts.netloc and query == parts.query:
+            return url
+        masked = f"{parts.scheme}://{netloc}{parts.path}"
+        if query:
+            masked += f"?{query}"
+        if parts.fragment:
+            masked += f"#{parts.fragment}"
+        return masked
+    except ValueError:
+        return "<unparseable Redis URL>"
+
+
+def _shown(name: str, value: Any) -> str:
+    """How ``config view`` shows a value: secrets masked, URLs without credentials."""
+    if value is None:
+        return ""
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else ""
+    if any(part in name for part in _SECRET_NAME_PARTS):
+        return "********" if value else ""  # e.g. several API keys: never printed
+    text = str(value)
+    return mask_url(text) if "://" in text else text
+
+
 def setting_sources() -> list[tuple[str, str, str]]:
     """Rows of (ENV NAME, shown value, source) for ``config view``; secrets masked."""
     settings = get_settings()
@@ -154,11 +201,7 @@ def setting_sources() -> list[tuple[str, str, str]]:
     rows = []
     for name in Settings.model_fields:
         env_name = ENV_PREFIX + name.upper()
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            shown = "********" if value.get_secret_value() else ""
-        else:
-            shown = "" if value is None else str(value)
+        shown = _shown(name, getattr(settings, name))
         if name in overridden:
             source = "override"
         elif env_name in os.environ:

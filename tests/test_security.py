@@ -4,25 +4,33 @@ and shown refused (a clear error, a refused start, a file never written)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import pickle
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 
 from prefect_lite.client import get_client
 from prefect_lite.schemas import CacheRecord
 from prefect_lite.serializers import PickleSerializer
 from prefect_lite.server import create_app
-from prefect_lite.settings import Settings, temporary_settings
+from prefect_lite.settings import Settings, reload_settings, temporary_settings
 from prefect_lite.signing import KEY_FILE, signing_key
 from prefect_lite.states import ResultRef
+from prefect_lite.storage.connection import get_redis, reset_connections
+from prefect_lite.storage.embedded import EmbeddedRedis
+from prefect_lite.storage.private_files import runtime_dir
 from tests._live_server import serve
 from tests._workers import wait_final, worker_process
-from tests.helpers import REPO_ROOT, run_python, spawn_python
+from tests.helpers import REPO_ROOT, kill_redis_servers_under, run_python, spawn_python, wait_for
 
 # ---- stored data and output ----
 
@@ -216,3 +224,99 @@ def test_the_generated_key_is_private_and_made_once_by_racing_processes(home: Pa
     key_file.chmod(0o644)
     assert run_python(code).stdout.strip() == outputs[0][0].strip()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``embedded(home)``: this process (and its children) on the embedded Redis of
+    ``home``; every server is stopped afterwards and none may be left running."""
+    used: list[EmbeddedRedis] = []
+
+    def use(home: Path) -> EmbeddedRedis:
+        monkeypatch.delenv("PREFECT_LITE_REDIS_URL", raising=False)
+        monkeypatch.setenv("PREFECT_LITE_HOME", str(home))
+        reload_settings()
+        reset_connections()
+        used.append(EmbeddedRedis(home))
+        return used[-1]
+
+    yield use
+    reset_connections()
+    stopped = [server.stop() for server in used]
+    for server in used:
+        private = runtime_dir(server.home)
+        if private.is_dir():
+            shutil.rmtree(private)
+        else:
+            private.unlink(missing_ok=True)
+    leftovers = kill_redis_servers_under(tmp_path)
+    assert all(stopped) and not leftovers, f"redis-server left running: {leftovers}"
+
+
+def _tcp_listeners(pid: int) -> list[str]:
+    """``addr:port`` of every TCP socket in LISTEN state that process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.append(fields[1])
+    return found
+
+
+def test_an_embedded_redis_under_a_long_home_does_not_listen_on_tcp(
+    embedded: Any, tmp_path: Path
+) -> None:
+    long_home = tmp_path / ("h" * 60) / ("o" * 60)
+    server = embedded(long_home)
+
+    url = server.ensure_running()
+    pid = server.pid()
+
+    assert pid is not None and url.startswith("unix://")
+    assert _tcp_listeners(pid) == []
+    assert get_redis().set("k", "v")
+    # The check above can fail: a server pushed to TCP (its socket directory squatted)
+    # is seen listening, and then only with a password.
+    server.stop()
+    reset_connections()
+    private = runtime_dir(long_home)
+    shutil.rmtree(private)
+    private.write_text("squatted")
+    url = server.ensure_running()
+    pid = server.pid()
+    assert pid is not None and len(_tcp_listeners(pid)) == 1
+    port = urlsplit(url).port
+    anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    with anonymous, pytest.raises(redis.AuthenticationError):
+        anonymous.config_set("dir", str(tmp_path))
+
+
+def test_embedded_redis_files_are_private_even_when_made_open_before(
+    embedded: Any, tmp_path: Path
+) -> None:
+    home = tmp_path / "home-open"
+    data = home / "redis"
+    data.mkdir(parents=True)
+    data.chmod(0o755)
+    for name in ("appendonly.aof", "dump.rdb", "redis.log", "url"):
+        (data / name).write_bytes(b"")
+        (data / name).chmod(0o644)
+    server = embedded(home)
+
+    server.ensure_running()
+    r = get_redis()
+    r.set("secret-block", "value")
+    r.bgrewriteaof()  # the server writes a fresh AOF: born private too
+    wait_for(lambda: b"secret-block" in (data / "appendonly.aof").read_bytes())
+
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir() if p.is_file()}
+    assert modes and set(modes.values()) == {0o600}, modes
+    assert {"appendonly.aof", "dump.rdb", "redis.log", "url", "redis.conf"} <= set(modes)

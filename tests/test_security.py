@@ -320,3 +320,116 @@ def test_embedded_redis_files_are_private_even_when_made_open_before(
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir() if p.is_file()}
     assert modes and set(modes.values()) == {0o600}, modes
     assert {"appendonly.aof", "dump.rdb", "redis.log", "url", "redis.conf"} <= set(modes)
+
+
+# Markup that crashed rich, a colour and an OSC title sequence, a bell, a carriage return,
+# a C1 CSI, a bidi override.
+HOSTILE = "[/bold]x\x1b[31mred\x1b]0;pwned\x07\rover\x9b2J\u202eevil"
+FORGED_LOG = "ok\n12:00:00.000 | CRITICAL | prefect_lite - forged line\x1b[2K"
+HOSTILE_FLOW = HOSTILE.replace("/", "")  # flow and deployment names refuse '/'
+RAW = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
+
+
+@pytest.fixture
+def hostile_store() -> dict[str, str]:
+    """A store full of hostile names and messages, as anyone with API access can make it;
+    the ids the CLI needs to reach them."""
+    from prefect_lite.schemas import BlockDocument, Log
+    from prefect_lite.states import Failed
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool("pool", description=HOSTILE)
+        deployment = client.create_deployment(
+            HOSTILE_FLOW, HOSTILE_FLOW, entrypoint="flows.py:f", path="/tmp", work_pool_name="pool",
+            tags=[HOSTILE], parameters={"p": HOSTILE}, description=HOSTILE,
+        )  # fmt: skip
+        run = client.create_flow_run(
+            HOSTILE, name=HOSTILE, tags=[HOSTILE], parameters={"p": HOSTILE}
+        )
+        client.set_flow_run_state(run.id, Failed(message=HOSTILE), force=True)
+        client.create_logs(
+            [Log(name=HOSTILE, level=20, message=FORGED_LOG + HOSTILE, flow_run_id=run.id)]
+        )
+        client.create_variable("hostile", HOSTILE, tags=[HOSTILE])
+        client.create_block_document(
+            BlockDocument(name="hostile", block_type_slug="json", data={"value": HOSTILE})
+        )
+    return {"run": str(run.id), "deployment": str(deployment.id)}
+
+
+CLI_READS = [
+    ("flow-run", "ls"),
+    ("flow-run", "inspect", "{run}"),
+    ("flow-run", "logs", "{run}"),
+    ("flow-run", "logs", "{run}", "--json"),
+    ("flow-run", "ls", "--json"),
+    ("deployment", "ls"),
+    ("deployment", "inspect", "{deployment}"),
+    ("deployment", "pause", "{deployment}"),
+    ("deployment", "run", "{deployment}", "--flow-run-name", HOSTILE),
+    ("work-pool", "ls"),
+    ("work-pool", "inspect", "pool"),
+    ("variable", "ls"),
+    ("variable", "get", "hostile"),
+    ("block", "ls"),
+    ("block", "inspect", "json/hostile"),
+    ("flow-run", "inspect", HOSTILE),  # an error that echoes its input
+]
+
+
+@pytest.mark.parametrize("argv", CLI_READS, ids=lambda argv: " ".join(argv[:2]) + str(len(argv)))
+def test_the_cli_shows_hostile_stored_text_escaped(
+    hostile_store: dict[str, str],
+    argv: tuple[str, ...],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect_lite.cli import cli
+    from prefect_lite.cli._errors import run_cli
+
+    monkeypatch.setenv("COLUMNS", "500")  # rich folds nothing, so escapes stay whole
+    args = [arg.format(**hostile_store) for arg in argv]
+
+    code = run_cli(cli, args)
+
+    out, err = capsys.readouterr()
+    shown = out + err
+    assert code == (1 if args[-1] == HOSTILE and args[0] == "flow-run" else 0), shown
+    for raw in RAW:
+        assert raw not in shown, f"{raw!r} reached the terminal: {shown!r}"
+    assert "Traceback" not in shown
+    if "--json" in args or tuple(args) in (("work-pool", "inspect", "pool"), ("block", "ls")):
+        return  # nothing hostile in what these show (names there are validated)
+    assert "\\x1b" in shown  # made visible, not dropped
+    if args[:2] != ["flow-run", "inspect"] and args[0] != "block":  # repr() there
+        assert "[/bold]x" in shown or "[bold]x" in shown  # as text, not markup
+    if args[:2] == ["flow-run", "logs"]:
+        assert "\n    | 12:00:00.000 | CRITICAL | prefect_lite - forged line\\x1b[2K" in out
+
+
+@pytest.mark.parametrize(
+    "store_url",
+    [
+        "redis://:pw-redis-1@127.0.0.1:1/0",
+        "redis://alice:pw-redis-1@127.0.0.1:1/0",
+        "rediss://alice:pw-redis-1@redis.example:6380/0",
+        "unix:///tmp/redis.sock?db=0&password=pw-redis-1",
+    ],
+)
+def test_config_view_masks_url_passwords_and_never_prints_keys(store_url: str) -> None:
+    secrets_ = {
+        "PREFECT_LITE_REDIS_URL": store_url,
+        "PREFECT_LITE_API_URL": "https://bob:pw-api-2@api.example/api?token=tok-3",
+        "PREFECT_LITE_API_KEY": "api-key-secret-4",
+        "PREFECT_LITE_RESULT_SIGNING_KEY": "signing-key-secret-5",
+    }
+    for args in (["config", "view"], ["config", "view", "--json"]):
+        done = run_python(
+            f"from prefect_lite.cli import main; main({args!r})", env=secrets_, timeout=60
+        )
+        text = done.stdout + done.stderr
+        assert done.returncode == 0, text
+        for secret in ("pw-redis-1", "pw-api-2", "tok-3", "api-key-secret-4"):
+            assert secret not in text
+        assert "signing-key-secret-5" not in text
+        assert "***" in text and "api.example" in text

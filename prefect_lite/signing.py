@@ -22,7 +22,6 @@ error tell "signed with another key" from "tampered with".
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
 import fcntl
@@ -33,9 +32,10 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prefect_lite.exceptions import ConfigurationError, ResultSignatureError
-from prefect_lite.settings import MIN_SIGNING_KEY_LENGTH, get_settings
+from prefect_lite.settings import MIN_SIGNING_KEY_LENGTH, Settings, get_settings
 
 KEY_SETTING = "PREFECT_LITE_RESULT_SIGNING_KEY"
 KEY_FILE = "result-signing.key"
@@ -56,24 +56,42 @@ class SigningKey:
     secret: bytes = field(repr=False)
     source: str  # where it came from, for error messages
     key_id: bytes = field(init=False)
+    _started: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         key_id = hmac.new(self.secret, b"prefect_lite key id", hashlib.sha256).hexdigest()
         object.__setattr__(self, "key_id", key_id[:_ID_LEN].encode())
 
-    def mac(self, kind: str, payload: bytes) -> bytes:
-        signer = hmac.new(self.secret, b"prefect_lite/v1\0" + kind.encode() + b"\0", "sha256")
+    def mac(self, kind: str, payload: bytes | memoryview) -> bytes:
+        """HMAC-SHA256 (hex) of ``kind`` and ``payload``: a copy of an HMAC already fed
+        the key and the kind, which saves a third of the cost for small payloads."""
+        started = self._started.get(kind)
+        if started is None:
+            prefix = b"prefect_lite/v1\0" + kind.encode() + b"\0"
+            started = self._started.setdefault(kind, hmac.new(self.secret, prefix, "sha256"))
+        signer = started.copy()
         signer.update(payload)
         return signer.hexdigest().encode()
 
 
 _lock = threading.Lock()
 _keys: dict[tuple[str | None, Path], SigningKey] = {}
+_last: tuple[Settings, SigningKey] | None = None  # the settings object last asked about
 
 
 def signing_key() -> SigningKey:
     """This process's key: the setting, else the one generated in the home directory."""
+    global _last
     settings = get_settings()
+    last = _last
+    if last is not None and last[0] is settings:
+        return last[1]
+    found = _key_for(settings)
+    _last = (settings, found)
+    return found
+
+
+def _key_for(settings: Settings) -> SigningKey:
     configured = settings.result_signing_key
     secret = configured.get_secret_value() if configured is not None else None
     cache_key = (secret, settings.home)
@@ -97,7 +115,7 @@ def seal(kind: str, payload: bytes) -> bytes:
     """``payload`` sealed for storage as text: header, then base64."""
     key = signing_key()
     header = MAGIC + key.key_id + b"." + key.mac(kind, payload) + b"."
-    return header + base64.b64encode(payload)
+    return header + binascii.b2a_base64(payload, newline=False)
 
 
 def unseal(kind: str, blob: bytes) -> bytes:
@@ -119,7 +137,7 @@ def unseal(kind: str, blob: bytes) -> bytes:
             f"{key.key_id.decode()!r}, from {key.source}), so it was not unpickled. {_ALIGN}"
         )
     try:
-        payload = base64.b64decode(memoryview(blob)[_HEADER_LEN:])
+        payload = binascii.a2b_base64(memoryview(blob)[_HEADER_LEN:])  # no copy first
     except (binascii.Error, ValueError):
         payload = None
     signature = blob[len(MAGIC) + _ID_LEN + 1 : _HEADER_LEN - 1]

@@ -433,3 +433,26 @@ def test_config_view_masks_url_passwords_and_never_prints_keys(store_url: str) -
             assert secret not in text
         assert "signing-key-secret-5" not in text
         assert "***" in text and "api.example" in text
+
+
+def test_a_worker_console_shows_hostile_parameters_escaped(tmp_path: Path) -> None:
+    with get_client(sync_client=True) as client:
+        client.create_work_pool("pool")
+        deployment = client.create_deployment(
+            "echo",
+            "hostile",
+            entrypoint="tests.fixtures.security_flows:echo",
+            path=str(REPO_ROOT),
+            work_pool_name="pool",
+        )
+        with worker_process(tmp_path) as worker:
+            run = client.create_flow_run_from_deployment(
+                deployment.id, parameters={"text": HOSTILE}
+            )
+            final = wait_final(run.id)
+            output = wait_for(lambda: "got " in worker.output() and worker.output())
+
+    assert final.state is not None and final.state.name == "Completed"
+    for raw in RAW:
+        assert raw not in output, f"{raw!r} reached the worker's console"
+    assert "got [/bold]x\\x1b[31mred\\x1b]0;pwned\\x07\\rover\\x9b2J\\u202eevil" in output

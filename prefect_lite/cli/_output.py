@@ -4,39 +4,29 @@ helper that makes stored text safe for a terminal.
 Names, tags, parameters, state and log messages come from the store, where anyone with
 API access may have written them. ``shown(value)`` is how every such string reaches the
 screen: control characters - ESC and so CSI/OSC sequences, ``\\r``, other C0/C1 codes,
-line and bidi overrides - appear as escapes (``\\x1b``), so they can neither drive the
-terminal nor forge output lines. Rich output goes through ``Text`` (never parsed as
-markup) or ``markup()``, so ``[/bold]`` in a name is just text. JSON output is ASCII-only
-(every non-ASCII character escaped).
+line and bidi overrides - appear as escapes (``\\x1b``, by ``prefect_lite._text``), so
+they can neither drive the terminal nor forge output lines. Rich output goes through
+``Text`` (never parsed as markup) or ``markup()``, so ``[/bold]`` in a name is just text.
+JSON output is ASCII-only (every non-ASCII character escaped).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import click
 from pydantic import BaseModel
 
-_CONTROLS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+from prefect_lite._text import visible
+
 CONTINUATION = "\n    | "  # starts every further line of a multi-line log message
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def shown(value: Any) -> str:
     """``value`` as text for a terminal, every control character made visible."""
-    text = "" if value is None else str(value)
-    return _CONTROLS.sub(_escape, text)
+    return visible(value)
 
 
 def shown_lines(value: Any) -> str:

@@ -69,10 +69,13 @@ def start(
     runs_per_process: int,
 ) -> None:
     """Run a worker in this process until SIGTERM or Ctrl-C (twice: at once)."""
+    from prefect_lite.logging.configuration import VisibleFormatter
     from workers.shutdown import ExitNow, Shutdown
     from workers.worker import Worker, WorkerOptions
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)-7s | %(message)s")
+    console = logging.StreamHandler()
+    console.setFormatter(VisibleFormatter("%(asctime)s | %(levelname)-7s | %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[console])
     options = WorkerOptions(
         pool=pool,
         queues=list(queues),

@@ -37,7 +37,18 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = Field(default="pl", description="Prefix of every Redis key.")
     api_url: str | None = Field(default=None, description="Talk to a server over HTTP.")
-    api_key: SecretStr | None = Field(default=None, description="Bearer token for the API.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer token clients send. On the server: one more key, with the admin role.",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Server: keys with roles, 'ROLE:KEY,...' (roles: read, run, worker, admin).",
+    )
+    server_trusted_hosts: str = Field(
+        default="",
+        description="Server: Host names accepted besides loopback, comma-separated ('*': any).",
+    )
     result_signing_key: SecretStr | None = Field(
         default=None,
         description="Secret that signs pickled results and cache records (HMAC-SHA256); the "

@@ -118,6 +118,11 @@ class MissingResult(PrefectLiteError):
     """A state has no result data to return."""
 
 
+class ResultSignatureError(UserError):
+    """A pickled result or cache record is unsigned or not signed with this process's
+    result-signing key, so it was not unpickled (it may come from an attacker)."""
+
+
 class UnfinishedRun(PrefectLiteError):
     """The result of a run that has not finished was requested."""
 

@@ -111,10 +111,13 @@ def start(
     Runs execute only the built-in pull steps and code inside their deployment's path
     unless the options above (or PREFECT_LITE_WORKER_* settings) allow more."""
     from prefect_lite.deployments.policy import ExecutionPolicy
+    from prefect_lite.logging.configuration import VisibleFormatter
     from workers.shutdown import ExitNow, Shutdown
     from workers.worker import Worker, WorkerOptions
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)-7s | %(message)s")
+    console = logging.StreamHandler()
+    console.setFormatter(VisibleFormatter("%(asctime)s | %(levelname)-7s | %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[console])
     options = WorkerOptions(
         pool=pool,
         queues=list(queues),

@@ -65,7 +65,8 @@ P:lease                             zset     running flow run ids by lease expir
 P:lock:{name}                       string   short lock with owner token and TTL
 P:lock:txn:{key}                    string   transaction lock: holder token, TTL = timeout
 P:result:{key}                      string   persisted result blob (RedisStorage), as the
-                                             serializer wrote it (base64 pickle or JSON)
+                                             serializer wrote it (signed base64 pickle,
+                                             see prefect_lite.signing, or JSON)
 P:cache:{key}                       string   cache record (JSON CacheRecord): where a cached
                                              result is, its expiration; a task's key starts
                                              with its task key, a committed transaction's

@@ -610,7 +610,7 @@ def _nested_schema(levels: int, width: int = 10) -> dict[str, Any]:
     }
 
 
-def _deploy(base: str, schema: dict[str, Any], name: str = "d") -> httpx.Response:
+def _deploy_schema(base: str, schema: dict[str, Any], name: str = "d") -> httpx.Response:
     return httpx.post(
         f"{base}/api/deployments/",
         json={"flow_name": "f", "name": name, "parameter_openapi_schema": schema},
@@ -633,7 +633,7 @@ def test_malformed_or_explosive_parameter_schemas_are_422_when_stored(
     schema: dict[str, Any], problem: str
 ) -> None:
     with serve(create_app()) as base:
-        answer = _deploy(base, schema)
+        answer = _deploy_schema(base, schema)
     assert answer.status_code == 422, answer.text
     assert "parameter_openapi_schema" in answer.json()["detail"]
     assert problem in answer.json()["detail"]
@@ -641,7 +641,7 @@ def test_malformed_or_explosive_parameter_schemas_are_422_when_stored(
 
 def test_a_broken_schema_already_stored_is_a_clear_4xx_not_a_500(redis_client: Any) -> None:
     with serve(create_app()) as base:
-        assert _deploy(base, {"type": "object"}).status_code == 201
+        assert _deploy_schema(base, {"type": "object"}).status_code == 201
         record_key = keys.record("deployment", "f/d")
         stored = redis_client.get(record_key)
         assert stored is not None
@@ -657,7 +657,7 @@ def test_a_nested_schema_stored_before_the_checks_is_refused_within_the_budget(
     redis_client: Any,
 ) -> None:
     with serve(create_app()) as base:
-        assert _deploy(base, {"type": "object"}).status_code == 201
+        assert _deploy_schema(base, {"type": "object"}).status_code == 201
         record_key = keys.record("deployment", "f/d")
         stored = redis_client.get(record_key)
         record = orjson.loads(stored)

@@ -897,3 +897,14 @@ def test_unmasked_deployment_reads_need_the_worker_or_admin_role(base: str) -> N
             assert "ghp_r0le" not in full.text + listed.text
     assert shown == {"read": (403, 403), "run": (403, 403), "worker": (200, 200),
                      "admin": (200, 200)}  # fmt: skip
+
+
+def test_a_malformed_pull_step_is_a_clear_422(base: str) -> None:
+    for steps in ([{}], [{"a": 1}], [{"a": {}, "b": {}}]):
+        with _http(base, "admin") as admin:
+            answer = admin.post("/api/deployments/", json={
+                "flow_name": "sec", "name": "bad-steps", "entrypoint": "x.py:f",
+                "pull_steps": steps,
+            })  # fmt: skip
+        assert answer.status_code == 422, answer.text
+        assert "pull step 1 must map one function name to its arguments" in answer.text

@@ -1713,6 +1713,8 @@ def test_a_worker_console_shows_hostile_parameters_escaped(tmp_path: Path) -> No
     for raw in RAW:
         assert raw not in output, f"{raw!r} reached the worker's console"
     assert "got [/bold]x\\x1b[31mred\\x1b]0;pwned\\x07\\rover\\x9b2J\\u202eevil" in output
+
+
 def test_a_malformed_pull_step_is_a_clear_422(base: str) -> None:
     for steps in ([{}], [{"a": 1}], [{"a": {}, "b": {}}]):
         with _http(base, "admin") as admin:

@@ -399,8 +399,22 @@ def test_run_deployment_is_awaitable_in_async_code(deployment: Deployment) -> No
 def test_an_async_caller_waits_without_blocking_its_loop(
     deployment: Deployment, pool: ThreadPoolExecutor
 ) -> None:
-    async def main() -> tuple[FlowRun, int]:
-        ticks = 0
+    ticks = 0
+
+    def finish_after_the_loop_ticked() -> FlowRun:
+        # The run is finished only once the caller's loop has ticked while the run existed:
+        # a wait that blocked the loop would never let that happen (and the test fails).
+        run = wait_for(lambda: _runs_of(deployment), message="no run appeared")[0]
+        seen = ticks
+        wait_for(lambda: ticks >= seen + 3, message="the caller's event loop stood still")
+        with _client() as client:
+            for state in (Pending(), Running(), Completed()):
+                client.set_flow_run_state(run.id, state)
+            done: FlowRun = client.read_flow_run(run.id)
+            return done
+
+    async def main() -> FlowRun:
+        nonlocal ticks
 
         async def tick() -> None:
             nonlocal ticks
@@ -409,14 +423,14 @@ def test_an_async_caller_waits_without_blocking_its_loop(
                 await asyncio.sleep(0.01)
 
         ticker = asyncio.create_task(tick())
-        _finish_next_run(pool, deployment)
+        finisher = pool.submit(finish_after_the_loop_ticked)
         run = await run_deployment("typed/prod", parameters={"count": 1}, timeout=30)
         ticker.cancel()
-        return run, ticks
+        finisher.result(timeout=30)
+        return run
 
-    run, ticks = asyncio.run(main())
+    run = asyncio.run(main())
     assert run.state_type is StateType.COMPLETED
-    assert ticks > 1
 
 
 def test_inside_a_flow_the_run_is_linked_as_a_subflow(deployment: Deployment) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from prefect_lite import _time
 from prefect_lite.exceptions import StoreUnavailable
+from prefect_lite.orchestration.outage_log import OutageLog
 from prefect_lite.orchestration.reaper import Reaper
 from prefect_lite.storage import scheduling
 from scheduler.config import SchedulerConfig
@@ -94,6 +95,8 @@ class Scheduler:
         for name, hook in self.hooks:
             try:
                 results[name] = hook(now)
+            except StoreUnavailable:
+                raise  # the loop says so, once per outage
             except Exception as exc:  # one broken hook must not stop scheduling
                 logger.exception("scheduler hook %r failed", name)
                 results[name] = exc
@@ -136,14 +139,21 @@ class Scheduler:
         return True
 
     def run(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set; Redis outages and failed ticks are logged, not fatal."""
+        """Tick until ``stop`` is set; Redis outages (said once) and failed ticks are
+        logged, not fatal. The reaper looks at who is connected in a thread of its own."""
         logger.info("scheduler started")
+        outage = OutageLog(logger, "scheduler")
+        watcher = threading.Thread(
+            target=self.reaper.watch, args=(stop,), name="reaper-watch", daemon=True
+        )
+        watcher.start()
         while not stop.is_set():
             try:
                 report = self.tick()
+                outage.ok()
                 pause = 0.0 if self.promote_on_time(stop) else self.seconds_until_next(report)
             except StoreUnavailable as exc:
-                logger.warning("Redis unavailable, retrying: %s", exc)
+                outage.failed(exc)
                 pause = self.config.loop_seconds
             except Exception:  # a scheduler outlives one bad tick
                 logger.exception(

@@ -2,9 +2,13 @@
 
 ``get_redis()`` (text) and ``get_redis_bytes()`` (bytes, for RQ) return a client cached per
 process and URL, so a forked child builds its own pool and ``temporary_settings(redis_url=)``
-switches servers. Clients retry connection errors a few times with a short exponential
-backoff, which rides out a Redis restart. Unreachable Redis surfaces as ``StoreUnavailable``
-with one line naming the URL (password masked); wrap calls in ``translate_errors()``.
+switches servers. Clients retry refused or reset connections a few times with a short
+exponential backoff, which rides out a Redis restart; a timeout (a frozen or cut-off
+Redis) is not retried, so every call is bounded by ``socket_timeout_seconds`` (3 s) and
+blocking commands block server-side for at most ``MAX_BLOCK_SECONDS``. Unreachable Redis
+surfaces as ``StoreUnavailable`` with one line naming the URL (password masked); wrap
+calls in ``translate_errors()``. A process that holds leases names its connections
+(``set_client_name``) so the reaper can tell from ``CLIENT LIST`` whether it still lives.
 """
 
 from __future__ import annotations
@@ -26,18 +30,34 @@ from prefect_lite.storage.embedded import ensure_embedded
 
 SCHEMES = ("redis", "rediss", "unix")
 RETRY_ATTEMPTS = 5  # backoffs 0.1, 0.2, 0.4, 0.8, 1.0 s: about 2.5 s to ride out a restart
-SOCKET_TIMEOUT_SECONDS = 30.0  # blocking commands must use a shorter server-side timeout
+MAX_BLOCK_SECONDS = 2.0  # server-side block of BLPOP/XREAD: well under the socket timeout
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+RETRIED_ERRORS = (redis.ConnectionError,)  # a timeout is not retried: calls stay bounded
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool, int], redis.Redis] = {}
 _embedded_urls: dict[tuple[Path, int], str] = {}
+_client_name: str | None = None
 
 
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # the parent's may have been held by another thread
+
+
+def set_client_name(name: str | None) -> None:
+    """Name every connection this process opens from now on (``CLIENT SETNAME``).
+
+    Lease holders use their owner id (``keys.owner_client_name``): Redis drops a dead
+    process's connections, so their absence from ``CLIENT LIST`` proves it is gone.
+    Existing clients are closed so that no unnamed connection lingers.
+    """
+    global _client_name
+    if name == _client_name:
+        return
+    _client_name = name
+    reset_connections()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -94,6 +114,23 @@ def _client(*, decode: bool) -> redis.Redis:
     return client
 
 
+def probe_client(timeout: float) -> redis.Redis:
+    """A fresh client for one bounded check (health): no retries, ``timeout`` for both
+    connecting and reading. The caller closes it."""
+    settings = get_settings()
+    url = redis_url(settings)
+    try:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 0),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"Invalid Redis URL {mask_url(url)}: {exc}") from exc
+
+
 def _build(url: str, decode: bool, settings: Settings) -> redis.Redis:
     options: dict[str, object] = {}
     if not url.startswith("unix:"):
@@ -103,10 +140,11 @@ def _build(url: str, decode: bool, settings: Settings) -> redis.Redis:
             url,
             decode_responses=decode,
             socket_connect_timeout=settings.connect_timeout_seconds,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_timeout=settings.socket_timeout_seconds,
             health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRY_ATTEMPTS),
-            retry_on_error=list(CONNECTION_ERRORS),
+            retry_on_error=list(RETRIED_ERRORS),
+            client_name=_client_name,
             **options,
         )
     except ValueError as exc:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from prefect_lite import __version__
 from prefect_lite.api.registry import all_operations
-from prefect_lite.server import errors
+from prefect_lite.server import errors, health
 from prefect_lite.server.auth import BearerAuthMiddleware
 from prefect_lite.server.limits import BodyLimitMiddleware
 from prefect_lite.server.routes import API_PREFIX, build_router
@@ -65,10 +65,7 @@ def create_app(
     app.state.services = []
     errors.install(app)
 
-    @app.get(f"{API_PREFIX}/health", tags=["admin"], operation_id="health")
-    def health() -> bool:
-        """Liveness: true while the server answers (no authentication needed)."""
-        return True
+    health.install(app, API_PREFIX)
 
     @app.get(f"{API_PREFIX}/version", tags=["admin"], operation_id="version")
     def version() -> VersionInfo:

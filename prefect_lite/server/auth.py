@@ -1,4 +1,4 @@
-"""Bearer-token authentication for the whole API except ``/api/health``.
+"""Bearer-token authentication for the whole API except ``/api/health`` and ``/api/ready``.
 
 With ``PREFECT_LITE_API_KEY`` set, a request must carry ``Authorization: Bearer <key>``;
 the key is compared in constant time. A plain ASGI middleware, so it runs before any
@@ -12,7 +12,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-OPEN_PATHS = frozenset({"/api/health"})
+OPEN_PATHS = frozenset({"/api/health", "/api/ready"})
 _MISSING = "missing API key: send 'Authorization: Bearer <key>' (PREFECT_LITE_API_KEY)"
 _WRONG = "invalid API key: check PREFECT_LITE_API_KEY"
 

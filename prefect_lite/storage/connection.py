@@ -125,7 +125,7 @@ def probe_client(timeout: float) -> redis.Redis:
             decode_responses=True,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 0),
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 0, supported_errors=()),
         )
     except ValueError as exc:
         raise ConfigurationError(f"Invalid Redis URL {mask_url(url)}: {exc}") from exc
@@ -142,7 +142,13 @@ def _build(url: str, decode: bool, settings: Settings) -> redis.Redis:
             socket_connect_timeout=settings.connect_timeout_seconds,
             socket_timeout=settings.socket_timeout_seconds,
             health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRY_ATTEMPTS),
+            # supported_errors: redis-py's default would retry timeouts too (each one a
+            # full socket timeout, nested in health checks: minutes on a frozen Redis).
+            retry=Retry(
+                ExponentialBackoff(cap=1.0, base=0.05),
+                RETRY_ATTEMPTS,
+                supported_errors=RETRIED_ERRORS,
+            ),
             retry_on_error=list(RETRIED_ERRORS),
             client_name=_client_name,
             **options,

@@ -69,6 +69,7 @@ def test_every_read_route_answers_503_within_the_bound_while_redis_is_frozen(
             "store": "ok",
         }
         with frozen(server):
+
             def reports_down() -> bool:
                 health = httpx.get(f"{api}/health", timeout=HEALTH_BOUND + MARGIN)
                 assert health.status_code == 200  # liveness: the server itself is fine

@@ -34,6 +34,7 @@ from prefect_lite.engine.outcomes import (
     return_value_to_state,
 )
 from prefect_lite.engine.scope import SCOPE_KEY, FlowRunScope, engine_client
+from prefect_lite.engine.signals import crash_on_sigterm
 from prefect_lite.engine.timeouts import Deadline
 from prefect_lite.exceptions import Abort, FlowRunTimeoutError, Pause
 from prefect_lite.schemas import FlowRun
@@ -246,13 +247,14 @@ class FlowRunEngine(FlowRunLifecycle):
     # ------------------------------------------------------------------------ drivers
     def run_sync(self) -> State:
         try:
-            if self._prepare():
-                while self.begin():
-                    delay = self.attempt_sync()
-                    if delay is None:
-                        break
-                    if delay > 0:
-                        time.sleep(delay)
+            with crash_on_sigterm(self.parent_scope is None, self.handle_crash):
+                if self._prepare():
+                    while self.begin():
+                        delay = self.attempt_sync()
+                        if delay is None:
+                            break
+                        if delay > 0:
+                            time.sleep(delay)
         except BaseException as exc:
             self.handle_crash(exc)
             raise

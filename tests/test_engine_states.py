@@ -83,12 +83,13 @@ def test_the_recorder_drops_what_it_cannot_write_and_says_so(
     dead = SyncPrefectClient(HTTPTransport("http://127.0.0.1:9", timeout=1.0))
     run = TaskRun(name="t-0", task_key="t")
     rec = recorder.TaskRunRecorder()
-    rec.record((dead, "create", run.id, Pending(), run, False))
-    rec.record((dead, "propose", run.id, Running(), None, False))
     with (
         temporary_settings(store_outage_seconds=0.5),  # retried this long, then dropped
         caplog.at_level("WARNING", logger="prefect_lite.engine.recorder"),
     ):
+        # Recorded inside the block: the recorder's thread may start on them at once.
+        rec.record((dead, "create", run.id, Pending(), run, False))
+        rec.record((dead, "propose", run.id, Running(), None, False))
         assert rec.flush(timeout=30)
     assert rec.pending == 0
     dropped = re.findall(r"Could not record (\d+) task run change", caplog.text)

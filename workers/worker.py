@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,8 +30,8 @@ from prefect_lite.orchestration.outage_log import OutageLog
 from prefect_lite.schemas import Worker as WorkerRecord
 from prefect_lite.settings import get_settings
 from prefect_lite.states import Pending
-from prefect_lite.storage import delivery, keys, leases, pools
-from prefect_lite.storage.connection import set_client_name
+from prefect_lite.storage import delivery, leases, pools
+from prefect_lite.storage.connection import process_owner
 from workers.children import ChildPool
 from workers.process import Child
 from workers.reporting import report_exit
@@ -64,7 +63,7 @@ class Worker:
         self.stopping = threading.Event()  # no new claims
         self.stopped = threading.Event()  # threads end
         self.started = _time.now()
-        self.owner = f"w{uuid.uuid4().hex[:16]}"  # names its leases and its connections
+        self.owner = process_owner()  # names its leases and its connections
         self.outage = OutageLog(logger, f"worker {self.name!r}")
         self.children: ChildPool | None = None
         self.aborting = False  # exiting at once: ended runs are not reported one by one
@@ -78,7 +77,6 @@ class Worker:
     # ------------------------------------------------------------------ register
     def register(self) -> None:
         """Check the pool and queues, start the zygote and warm children, go ONLINE."""
-        set_client_name(keys.owner_client_name(self.owner))  # CLIENT LIST shows we live
         pool = pools.get_pool(self.options.pool)
         if pool is None:
             known = ", ".join(p.name for p in pools.list_pools(limit=20)) or "none yet"

@@ -146,6 +146,14 @@ class SyncPrefectClient:
             lease_expiry=lease_expiry,
         )
 
+    def new_lease_token(self) -> str:
+        """A lease token for a run this process will hold. In process it names the
+        process, whose connections to Redis carry the same name (a dead holder is then
+        noticed at once); over HTTP it is anonymous (the silent-holder rule applies)."""
+        from prefect_lite.storage import connection, leases
+
+        return leases.new_token(connection.process_owner() if self.is_local else None)
+
     def read_flow_run_states(self, flow_run_id: uuid.UUID) -> list[State]:
         return self._call("read_flow_run_states", flow_run_id=flow_run_id)
 

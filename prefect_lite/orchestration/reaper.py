@@ -47,7 +47,7 @@ from prefect_lite.orchestration.cancel import settle_subflows
 from prefect_lite.orchestration.exits import crash_outcome
 from prefect_lite.schemas import FlowRun
 from prefect_lite.settings import get_settings
-from prefect_lite.states import Cancelled, Scheduled, StateType
+from prefect_lite.states import Cancelled, Crashed, Scheduled, StateType
 from prefect_lite.storage import delivery, leases, liveness, pools, runs
 
 logger = logging.getLogger("prefect_lite.orchestration.reaper")
@@ -177,10 +177,12 @@ class Reaper:
         present: set[str] | None,
         report: ReapReport,
     ) -> None:
-        holder = leases.lease_of(run_id)
+        holder, state_type = leases.holder_and_type(run_id)
         owner = leases.owner_of(holder)
         if owner is not None and present is not None and owner not in present:
             self.reap_one(run_id, at, report, holder=holder, why=GONE)
+        elif state_type == StateType.CANCELLING.value:
+            self.reap_one(run_id, at, report)  # it ends Cancelled: nothing runs it again
         elif at >= expiry + delay:
             self.reap_one(run_id, at - delay, report, why=SILENT if owner else LOST)
 
@@ -216,7 +218,8 @@ class Reaper:
         elif state_type == StateType.CANCELLING.value:
             state, bucket = Cancelled(message=f"{why} It was being cancelled."), report.cancelled
         elif state_type in (StateType.RUNNING.value, StateType.PAUSED.value):
-            state = crash_outcome(run, why)
+            # A run without a deployment (a local one) is never run again: no retry.
+            state = crash_outcome(run, why) if run.deployment_id else Crashed(message=why)
             bucket = report.crashed if state.type is StateType.CRASHED else report.retrying
         else:
             return

@@ -7,8 +7,9 @@ exponential backoff, which rides out a Redis restart; a timeout (a frozen or cut
 Redis) is not retried, so every call is bounded by ``socket_timeout_seconds`` (3 s) and
 blocking commands block server-side for at most ``MAX_BLOCK_SECONDS``. Unreachable Redis
 surfaces as ``StoreUnavailable`` with one line naming the URL (password masked); wrap
-calls in ``translate_errors()``. A process that holds leases names its connections
-(``set_client_name``) so the reaper can tell from ``CLIENT LIST`` whether it still lives.
+calls in ``translate_errors()``. Every process names its connections after its owner id
+(``process_owner()``; a worker's run processes take their worker's, ``set_client_name``),
+so the reaper can tell from ``CLIENT LIST`` whether the holder of a lease still lives.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -26,6 +28,7 @@ from redis.retry import Retry
 
 from prefect_lite.exceptions import ConfigurationError, StoreUnavailable
 from prefect_lite.settings import Settings, get_settings
+from prefect_lite.storage import keys
 from prefect_lite.storage.embedded import ensure_embedded
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -38,7 +41,8 @@ RETRIED_ERRORS = (redis.ConnectionError,)  # a timeout is not retried: calls sta
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool, int], redis.Redis] = {}
 _embedded_urls: dict[tuple[Path, int], str] = {}
-_client_name: str | None = None
+_client_name: str | None = None  # set explicitly; else the process owner's name
+_owner: tuple[int, str] | None = None  # (pid, owner id)
 
 
 def _after_fork_in_child() -> None:
@@ -46,13 +50,21 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # the parent's may have been held by another thread
 
 
-def set_client_name(name: str | None) -> None:
-    """Name every connection this process opens from now on (``CLIENT SETNAME``).
+def process_owner() -> str:
+    """This process's owner id: it names the leases the process holds and its
+    connections (``keys.owner_client_name``). Redis drops a dead process's connections, so
+    their absence from ``CLIENT LIST`` proves the holder is gone."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"p{pid}-{uuid.uuid4().hex[:10]}")
+    return _owner[1]
 
-    Lease holders use their owner id (``keys.owner_client_name``): Redis drops a dead
-    process's connections, so their absence from ``CLIENT LIST`` proves it is gone.
-    Existing clients are closed so that no unnamed connection lingers.
-    """
+
+def set_client_name(name: str | None) -> None:
+    """Name every connection this process opens from now on (``CLIENT SETNAME``): a
+    worker's run process takes its worker's name, as it holds the worker's leases. Existing
+    clients are closed so that no connection keeps the old name."""
     global _client_name
     if name == _client_name:
         return
@@ -150,7 +162,7 @@ def _build(url: str, decode: bool, settings: Settings) -> redis.Redis:
                 supported_errors=RETRIED_ERRORS,
             ),
             retry_on_error=list(RETRIED_ERRORS),
-            client_name=_client_name,
+            client_name=_client_name or keys.owner_client_name(process_owner()),
             **options,
         )
     except ValueError as exc:

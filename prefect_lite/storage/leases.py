@@ -123,6 +123,13 @@ def requeue_unstarted(run_id: str) -> None:
         get_redis().hdel(keys.flow_run(run_id), "adm")
 
 
+def holder_and_type(run_id: str) -> tuple[str | None, str]:
+    """The run's lease token (None: not leased) and its state type."""
+    with translate_errors():
+        token, state_type = get_redis().hmget(keys.flow_run(run_id), ["lease", "type"])
+    return (str(token) if token is not None else None), str(state_type or "")
+
+
 def lease_of(run_id: str) -> str | None:
     """The lease token the run is held under (None: not leased)."""
     with translate_errors():

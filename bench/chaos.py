@@ -136,8 +136,12 @@ class Proc:
 
 
 class Chaos:
-    def __init__(self, seconds: float, seed: int, partitions: bool) -> None:
+    def __init__(
+        self, seconds: float, seed: int, partitions: bool, only: list[str] | None = None
+    ) -> None:
         self.seconds, self.rng = seconds, random.Random(seed)
+        self.only = only or []
+        self.watched: dict[str, int] = {"death": 0, "partition": 0}
         self.dir = Path(tempfile.mkdtemp(prefix="pl-chaos-"))
         self.marks = self.dir / "marks"
         self.marks.mkdir()
@@ -269,17 +273,20 @@ class Chaos:
 
     def running_on(self, worker: Proc) -> list[str]:
         from prefect_lite.client import get_client
+        from prefect_lite.states import StateType
 
         try:
             with get_client(sync_client=True) as client:
-                runs = client.read_flow_runs(states=["RUNNING"], limit=200)
-        except Exception:
+                runs = client.read_flow_runs(states=[StateType.RUNNING], limit=200)
+        except Exception as exc:
+            print(f"could not read running runs: {exc}", file=sys.stderr)
             return []
         return [str(r.id) for r in runs if r.worker_name == worker.name]
 
     def time_settling(self, kind: str, run_ids: list[str], since_wall: float) -> None:
         """In a thread: for each run, when the reaper said "Crash detected" after
         ``since_wall`` (the state's own timestamp), once the run left RUNNING."""
+        self.watched[kind] += len(run_ids)
 
         def watch() -> None:
             import uuid
@@ -310,6 +317,8 @@ class Chaos:
                  "server_kill9", "redis_short", "redis_long"]  # fmt: skip
         if self.net:
             kinds.append("partition")
+        if self.only:
+            kinds = [k for k in kinds if k in self.only]
         kind = self.rng.choice(kinds)
         self.faults[kind] = self.faults.get(kind, 0) + 1
         getattr(self, kind)()
@@ -448,6 +457,7 @@ class Chaos:
             "max_slots_sampled": self.max_slots, "pool_limit": LIMIT,
             "invariants": invariants, "ok": not any(invariants.values()),
             "detection_seconds": {"death": summary(death), "partition": summary(part)},
+            "runs_running_at_fault": self.watched,
         }  # fmt: skip
 
     def read_marks(self, runs: list[Any]) -> tuple[int, int, int]:
@@ -517,9 +527,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-partitions", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--only", nargs="*", default=None, help="fault kinds to pick from")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    chaos = Chaos(args.seconds, seed, partitions=not args.no_partitions)
+    chaos = Chaos(args.seconds, seed, partitions=not args.no_partitions, only=args.only)
     try:
         report = chaos.run()
     finally:

@@ -562,8 +562,8 @@ class SyncPrefectClient:
             paused=paused,
         )
 
-    def delete_work_pool(self, work_pool_name: str) -> None:
-        self._call("delete_work_pool", work_pool_name=work_pool_name)
+    def delete_work_pool(self, work_pool_name: str, force: bool = False) -> None:
+        self._call("delete_work_pool", work_pool_name=work_pool_name, force=force)
 
     def read_work_pool_status(self, work_pool_name: str) -> WorkPoolStatus:
         return self._call("read_work_pool_status", work_pool_name=work_pool_name)
@@ -614,8 +614,8 @@ class SyncPrefectClient:
             paused=paused,
         )
 
-    def delete_work_queue(self, work_pool_name: str, name: str) -> None:
-        self._call("delete_work_queue", work_pool_name=work_pool_name, name=name)
+    def delete_work_queue(self, work_pool_name: str, name: str, force: bool = False) -> None:
+        self._call("delete_work_queue", work_pool_name=work_pool_name, name=name, force=force)
 
     def read_workers(self, work_pool_name: str | None = None) -> list[Worker]:
         return self._call("read_workers", work_pool_name=work_pool_name)

@@ -1,7 +1,7 @@
 """The scheduler service: a ``tick(now)`` of named steps, and the loop that drives it.
 
 Steps, in order: ``plan`` (create runs up to the horizon), ``promote`` (hand due runs to
-their pool queue), ``mark_late``, then ``hooks`` (callables of ``now`` registered by other
+their pool queue), ``mark_late``, ``expire_unstarted`` (start timeouts), then ``hooks`` (callables of ``now`` registered by other
 services, e.g. the workers' lease reaper). Tests call ``tick`` with a fake clock; the loop
 (``run``) sleeps until the next due run, the next planning time or ``loop_seconds``,
 whichever comes first, and stops when its event is set (SIGINT/SIGTERM in the CLI). When
@@ -30,6 +30,7 @@ from scheduler.config import SchedulerConfig
 from scheduler.late import LateMarker, LateReport
 from scheduler.planner import Planner, PlanReport
 from scheduler.promoter import Promoter, PromoteReport
+from scheduler.start_timeouts import StartTimeouts
 
 logger = logging.getLogger("prefect_lite.scheduler")
 
@@ -49,6 +50,7 @@ class TickReport:
     plan: PlanReport = field(default_factory=PlanReport)
     promote: PromoteReport = field(default_factory=PromoteReport)
     late: LateReport = field(default_factory=LateReport)
+    timed_out: int = 0
     hooks: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,6 +64,7 @@ class Scheduler:
         self.planner = Planner(self.config)
         self.promoter = Promoter(self.config)
         self.late_marker = LateMarker(self.config)
+        self.start_timeouts = StartTimeouts()
         self.reaper = Reaper()  # expired leases, silent workers, admission after releases
         self.hooks: list[tuple[str, Hook]] = [
             ("reaper", self.reaper.tick),
@@ -78,6 +81,7 @@ class Scheduler:
         report.plan = self.plan(at)
         report.promote = self.promote(at)
         report.late = self.mark_late(at)
+        report.timed_out = self.expire_unstarted(at)
         report.hooks = self.run_hooks(at)
         return report
 
@@ -89,6 +93,9 @@ class Scheduler:
 
     def mark_late(self, now: datetime) -> LateReport:
         return self.late_marker.mark_late(now)
+
+    def expire_unstarted(self, now: datetime) -> int:
+        return self.start_timeouts.expire(now)
 
     def run_hooks(self, now: datetime) -> dict[str, Any]:
         results: dict[str, Any] = {}
@@ -135,6 +142,7 @@ class Scheduler:
             if due_at - _time.timestamp() > _STEPS_BEFORE_DUE:
                 at = _time.now()
                 self.mark_late(at)
+                self.expire_unstarted(at)
                 self.run_hooks(at)
         return True
 

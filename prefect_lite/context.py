@@ -15,6 +15,12 @@ from typing import Any, ClassVar, Self
 
 from prefect_lite.settings import Settings, get_settings, temporary_settings
 
+# Settings that never travel with a serialized context (API keys): a child process keeps
+# its own, read from its environment.
+SECRET_SETTINGS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
 
 class ContextModel:
     """Base of the contexts: ``with ctx:`` makes it current; ``Cls.get()`` reads it."""
@@ -128,7 +134,9 @@ def serialize_context() -> dict[str, Any]:
     out["settings_context"] = {
         "profile": get_settings_context().profile,
         "settings": {
-            k: _setting_text(v) for k, v in settings.model_dump().items() if k != "api_key"
+            k: _setting_text(v)
+            for k, v in settings.model_dump().items()
+            if k not in SECRET_SETTINGS
         },
     }
     return out

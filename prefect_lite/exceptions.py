@@ -90,6 +90,10 @@ class AuthenticationError(UserError):
     """Missing or wrong API key."""
 
 
+class PermissionDenied(AuthenticationError):
+    """A valid API key whose role does not allow the operation (HTTP 403)."""
+
+
 class UnserializableValue(ValidationError, TypeError):
     """A value that cannot be stored as JSON (e.g. an integer beyond 64 bits)."""
 

@@ -35,7 +35,18 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = Field(default="pl", description="Prefix of every Redis key.")
     api_url: str | None = Field(default=None, description="Talk to a server over HTTP.")
-    api_key: SecretStr | None = Field(default=None, description="Bearer token for the API.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer token clients send. On the server: one more key, with the admin role.",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Server: keys with roles, 'ROLE:KEY,...' (roles: read, run, worker, admin).",
+    )
+    server_trusted_hosts: str = Field(
+        default="",
+        description="Server: Host names accepted besides loopback, comma-separated ('*': any).",
+    )
     logging_level: str = Field(default="INFO", description="Level of prefect_lite loggers.")
     lease_seconds: float = Field(
         default=6.0, gt=0, description="A running flow run's lease; workers renew it."

@@ -118,10 +118,11 @@ def test_a_task_run_in_another_process_records_under_the_parent_flow_run() -> No
 
 
 def test_secrets_never_travel_and_unset_settings_stay_unset() -> None:
-    with temporary_settings(api_key="s3cret-token"):
+    with temporary_settings(api_key="s3cret-token", api_keys="run:other-s3cret"):
         data = serialize_context()
-    assert "s3cret-token" not in json.dumps(data)
+    assert "s3cret" not in json.dumps(data)
     assert "api_key" not in data["settings_context"]["settings"]
+    assert "api_keys" not in data["settings_context"]["settings"]
     assert data["settings_context"]["settings"]["api_url"] is None
     before = get_settings()
     with hydrated_context(data):

@@ -120,7 +120,12 @@ def test_flow_serve_in_a_script_serves_until_sigterm(client: Any, tmp_path: Path
         assert deployment.name == "served-greet" and deployment.parameters == {"name": "served"}
         run = trigger(client, deployment)
         assert wait_final(run.id).state_name == "Completed"
-        assert any("hi served" in log.message for log in client.read_logs(run.id))
+        # Logs are shipped in batches apart from the state write: wait for the line.
+        wait_for(
+            lambda: any("hi served" in log.message for log in client.read_logs(run.id)),
+            timeout=30,
+            message="the served flow's print never reached the run's logs",
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert client.read_deployment(deployment.id).paused  # pause_on_shutdown

@@ -98,7 +98,7 @@ def _record_type(document: BlockDocument) -> None:
     block_types.put(wanted.slug, wanted)
 
 
-@operation("POST", "/block_documents/", status_code=201, tag="blocks")
+@operation("POST", "/block_documents/", status_code=201, tag="blocks", role="admin")
 def create_block_document(block_document: BlockDocument, overwrite: bool = False) -> BlockDocument:
     """Save a document; with ``overwrite`` replace an existing one (keeping its id)."""
     full_name = _check_document(block_document)
@@ -119,7 +119,13 @@ def create_block_document(block_document: BlockDocument, overwrite: bool = False
     return document
 
 
-@operation("GET", "/block_documents/name/{block_type_slug}/{name}", tag="blocks")
+@operation(
+    "GET",
+    "/block_documents/name/{block_type_slug}/{name}",
+    tag="blocks",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_block_document_by_name(
     block_type_slug: str, name: str, include_secrets: bool = False
 ) -> BlockDocument:
@@ -130,7 +136,13 @@ def read_block_document_by_name(
     return _shown(found, include_secrets)
 
 
-@operation("GET", "/block_documents/{block_document_id}", tag="blocks")
+@operation(
+    "GET",
+    "/block_documents/{block_document_id}",
+    tag="blocks",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_block_document(
     block_document_id: uuid.UUID, include_secrets: bool = False
 ) -> BlockDocument:
@@ -141,7 +153,13 @@ def read_block_document(
     return _shown(found, include_secrets)
 
 
-@operation("POST", "/block_documents/filter", tag="blocks")
+@operation(
+    "POST",
+    "/block_documents/filter",
+    tag="blocks",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_block_documents(
     block_type_slug: str | None = None,
     limit: int = 200,
@@ -156,7 +174,11 @@ def read_block_documents(
 
 
 @operation(
-    "DELETE", "/block_documents/name/{block_type_slug}/{name}", status_code=204, tag="blocks"
+    "DELETE",
+    "/block_documents/name/{block_type_slug}/{name}",
+    status_code=204,
+    tag="blocks",
+    role="admin",
 )
 def delete_block_document_by_name(block_type_slug: str, name: str) -> None:
     full_name = _full_name(block_type_slug, name)
@@ -166,7 +188,9 @@ def delete_block_document_by_name(block_type_slug: str, name: str) -> None:
     documents.delete_alias(str(found.id))
 
 
-@operation("DELETE", "/block_documents/{block_document_id}", status_code=204, tag="blocks")
+@operation(
+    "DELETE", "/block_documents/{block_document_id}", status_code=204, tag="blocks", role="admin"
+)
 def delete_block_document(block_document_id: uuid.UUID) -> None:
     full_name = documents.resolve_alias(str(block_document_id))
     if full_name is None:
@@ -175,7 +199,7 @@ def delete_block_document(block_document_id: uuid.UUID) -> None:
     delete_block_document_by_name(slug, name)
 
 
-@operation("POST", "/block_types/", status_code=201, tag="blocks")
+@operation("POST", "/block_types/", status_code=201, tag="blocks", role="admin")
 def create_block_type(block_type: BlockType) -> BlockType:
     """Record a block type (upsert by slug), e.g. before any document of it is saved."""
     check_slug(block_type.slug, "block type slug")
@@ -186,7 +210,7 @@ def create_block_type(block_type: BlockType) -> BlockType:
     return block_type
 
 
-@operation("GET", "/block_types/slug/{slug}", tag="blocks")
+@operation("GET", "/block_types/slug/{slug}", tag="blocks", role="read")
 def read_block_type_by_slug(slug: str) -> BlockType:
     found = block_types.get(check_slug(slug, "block type slug"))
     if found is None:
@@ -194,7 +218,7 @@ def read_block_type_by_slug(slug: str) -> BlockType:
     return found
 
 
-@operation("POST", "/block_types/filter", tag="blocks")
+@operation("POST", "/block_types/filter", tag="blocks", role="read")
 def read_block_types(limit: int = 200, offset: int = 0) -> list[BlockType]:
     check_paging(limit, offset)
     return block_types.all(limit=limit, offset=offset)

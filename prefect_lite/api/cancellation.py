@@ -12,7 +12,7 @@ from prefect_lite.schemas import OrchestrationResult
 MAX_MESSAGE = 2000
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/cancel", tag="flow_runs")
+@operation("POST", "/flow_runs/{flow_run_id}/cancel", tag="flow_runs", role="run")
 def cancel_flow_run(flow_run_id: uuid.UUID, message: str | None = None) -> OrchestrationResult:
     """Stop a flow run: one that has not started is CANCELLED at once, a running one is
     CANCELLING until its worker has stopped it; unfinished subflow runs are cancelled too."""

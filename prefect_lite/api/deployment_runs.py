@@ -37,7 +37,11 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 500
 
 
 @operation(
-    "POST", "/deployments/{deployment_id}/create_flow_run", status_code=201, tag="deployments"
+    "POST",
+    "/deployments/{deployment_id}/create_flow_run",
+    status_code=201,
+    tag="deployments",
+    role=("run", "worker"),  # worker: a flow calling run_deployment
 )
 def create_flow_run_from_deployment(
     deployment_id: uuid.UUID,
@@ -79,6 +83,7 @@ def create_flow_run_from_deployment(
     "/deployments/name/{flow_name}/{deployment_name}/create_flow_run",
     status_code=201,
     tag="deployments",
+    role=("run", "worker"),  # worker: a flow calling run_deployment
 )
 def create_flow_run_from_deployment_name(
     flow_name: str,

@@ -37,7 +37,7 @@ def deployment_id_for(flow_name: str, name: str) -> uuid.UUID:
     return uuid.uuid5(DEPLOYMENT_NAMESPACE, f"{flow_name}/{name}")
 
 
-@operation("POST", "/deployments/", status_code=201, tag="deployments")
+@operation("POST", "/deployments/", status_code=201, tag="deployments", role="admin")
 def create_deployment(
     flow_name: str,
     name: str,
@@ -113,7 +113,7 @@ def create_deployment(
     return deployment
 
 
-@operation("GET", "/deployments/{deployment_id}", tag="deployments")
+@operation("GET", "/deployments/{deployment_id}", tag="deployments", role="read")
 def read_deployment(deployment_id: uuid.UUID) -> Deployment:
     found = store.get_by_id(deployment_id)
     if found is None:
@@ -121,7 +121,7 @@ def read_deployment(deployment_id: uuid.UUID) -> Deployment:
     return found
 
 
-@operation("GET", "/deployments/name/{flow_name}/{deployment_name}", tag="deployments")
+@operation("GET", "/deployments/name/{flow_name}/{deployment_name}", tag="deployments", role="read")
 def read_deployment_by_name(flow_name: str, deployment_name: str) -> Deployment:
     found = store.get_by_name(f"{flow_name}/{deployment_name}")
     if found is None:
@@ -129,7 +129,7 @@ def read_deployment_by_name(flow_name: str, deployment_name: str) -> Deployment:
     return found
 
 
-@operation("POST", "/deployments/filter", tag="deployments")
+@operation("POST", "/deployments/filter", tag="deployments", role="read")
 def read_deployments(
     flow_name: str | None = None, limit: int = 200, offset: int = 0
 ) -> list[Deployment]:
@@ -138,7 +138,9 @@ def read_deployments(
     return store.list_deployments(prefix, limit=max(0, min(limit, 10_000)), offset=max(0, offset))
 
 
-@operation("DELETE", "/deployments/{deployment_id}", status_code=204, tag="deployments")
+@operation(
+    "DELETE", "/deployments/{deployment_id}", status_code=204, tag="deployments", role="admin"
+)
 def delete_deployment(deployment_id: uuid.UUID) -> None:
     """Delete the deployment and its scheduled runs that have not started."""
     deployment = read_deployment(deployment_id)
@@ -146,7 +148,7 @@ def delete_deployment(deployment_id: uuid.UUID) -> None:
     scheduling.delete_unstarted(scheduling.unstarted_auto_runs(deployment.id))
 
 
-@operation("POST", "/deployments/{deployment_id}/pause_deployment", tag="deployments")
+@operation("POST", "/deployments/{deployment_id}/pause_deployment", tag="deployments", role="admin")
 def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Stop scheduling; unstarted auto-scheduled runs are removed."""
     deployment = read_deployment(deployment_id)
@@ -156,7 +158,9 @@ def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
     return paused
 
 
-@operation("POST", "/deployments/{deployment_id}/resume_deployment", tag="deployments")
+@operation(
+    "POST", "/deployments/{deployment_id}/resume_deployment", tag="deployments", role="admin"
+)
 def resume_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Schedule again from now on (nothing missed while paused is made up)."""
     deployment = read_deployment(deployment_id)
@@ -165,12 +169,14 @@ def resume_deployment(deployment_id: uuid.UUID) -> Deployment:
     return resumed
 
 
-@operation("GET", "/deployments/{deployment_id}/schedules", tag="deployments")
+@operation("GET", "/deployments/{deployment_id}/schedules", tag="deployments", role="read")
 def read_deployment_schedules(deployment_id: uuid.UUID) -> list[Schedule]:
     return read_deployment(deployment_id).schedules
 
 
-@operation("PATCH", "/deployments/{deployment_id}/schedules/{schedule_id}", tag="deployments")
+@operation(
+    "PATCH", "/deployments/{deployment_id}/schedules/{schedule_id}", tag="deployments", role="admin"
+)
 def update_deployment_schedule(
     deployment_id: uuid.UUID, schedule_id: uuid.UUID, active: bool | None = None
 ) -> Schedule:

@@ -73,7 +73,13 @@ def store_input(record: RunInput, overwrite: bool = False) -> RunInput:
     return record
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/input", status_code=201, tag="flow_run_inputs")
+@operation(
+    "POST",
+    "/flow_runs/{flow_run_id}/input",
+    status_code=201,
+    tag="flow_run_inputs",
+    role=("run", "worker"),
+)
 def create_flow_run_input(
     flow_run_id: uuid.UUID, key: str, value: Any = None, sender: str | None = None
 ) -> RunInput:
@@ -84,7 +90,7 @@ def create_flow_run_input(
     return store_input(record)
 
 
-@operation("GET", "/flow_runs/{flow_run_id}/input/{key}", tag="flow_run_inputs")
+@operation("GET", "/flow_runs/{flow_run_id}/input/{key}", tag="flow_run_inputs", role="read")
 def read_flow_run_input(flow_run_id: uuid.UUID, key: str) -> RunInput:
     check_input_key(key)
     found = inputs.get(flow_run_id, key)
@@ -93,14 +99,20 @@ def read_flow_run_input(flow_run_id: uuid.UUID, key: str) -> RunInput:
     return found
 
 
-@operation("DELETE", "/flow_runs/{flow_run_id}/input/{key}", status_code=204, tag="flow_run_inputs")
+@operation(
+    "DELETE",
+    "/flow_runs/{flow_run_id}/input/{key}",
+    status_code=204,
+    tag="flow_run_inputs",
+    role="worker",
+)
 def delete_flow_run_input(flow_run_id: uuid.UUID, key: str) -> None:
     check_input_key(key)
     if not inputs.delete(flow_run_id, key):
         raise ObjectNotFound(f"flow run {flow_run_id} has no input with key {key!r}")
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/input/filter", tag="flow_run_inputs")
+@operation("POST", "/flow_runs/{flow_run_id}/input/filter", tag="flow_run_inputs", role="read")
 def filter_flow_run_input(
     flow_run_id: uuid.UUID,
     key_prefix: str = "",

@@ -19,7 +19,7 @@ from prefect_lite.storage import run_changes
 MAX_WAIT_SECONDS = run_changes.MAX_WAIT_SECONDS
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/wait", tag="flow_runs")
+@operation("POST", "/flow_runs/{flow_run_id}/wait", tag="flow_runs", role="read")
 def wait_for_flow_run_change(
     flow_run_id: uuid.UUID, version: int | None = None, timeout: float = MAX_WAIT_SECONDS
 ) -> FlowRun:

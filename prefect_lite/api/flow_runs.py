@@ -16,7 +16,14 @@ from prefect_lite.states import Pending, State, StateType
 from prefect_lite.storage import runs
 
 
-@operation("POST", "/flow_runs/", status_code=201, tag="flow_runs")
+@operation(
+    "POST",
+    "/flow_runs/",
+    status_code=201,
+    tag="flow_runs",
+    role="worker",
+    elevated={"deployment_id": "admin", "work_pool_name": "admin", "work_queue_name": "admin"},
+)
 def create_flow_run(
     flow_name: str,
     name: str | None = None,
@@ -64,7 +71,7 @@ def create_flow_run(
     return run
 
 
-@operation("GET", "/flow_runs/{flow_run_id}", tag="flow_runs")
+@operation("GET", "/flow_runs/{flow_run_id}", tag="flow_runs", role="read")
 def read_flow_run(flow_run_id: uuid.UUID) -> FlowRun:
     run = runs.read_run("flow", flow_run_id)
     if run is None:
@@ -72,7 +79,7 @@ def read_flow_run(flow_run_id: uuid.UUID) -> FlowRun:
     return run
 
 
-@operation("POST", "/flow_runs/filter", tag="flow_runs")
+@operation("POST", "/flow_runs/filter", tag="flow_runs", role="read")
 def read_flow_runs(
     states: list[StateType] | None = None,
     flow_name: str | None = None,
@@ -105,7 +112,7 @@ def read_flow_runs(
     return runs.read_runs("flow", runs.query_flow_run_ids(query))
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/set_state", tag="flow_runs")
+@operation("POST", "/flow_runs/{flow_run_id}/set_state", tag="flow_runs", role="worker")
 def set_flow_run_state(
     flow_run_id: uuid.UUID,
     state: State,
@@ -130,12 +137,12 @@ def set_flow_run_state(
     return result
 
 
-@operation("GET", "/flow_runs/{flow_run_id}/states", tag="flow_runs")
+@operation("GET", "/flow_runs/{flow_run_id}/states", tag="flow_runs", role="read")
 def read_flow_run_states(flow_run_id: uuid.UUID) -> list[State]:
     return runs.history("flow", flow_run_id)
 
 
-@operation("PATCH", "/flow_runs/{flow_run_id}", status_code=204, tag="flow_runs")
+@operation("PATCH", "/flow_runs/{flow_run_id}", status_code=204, tag="flow_runs", role="worker")
 def update_flow_run(
     flow_run_id: uuid.UUID,
     name: str | None = None,

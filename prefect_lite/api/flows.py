@@ -19,7 +19,7 @@ def flow_id_for(name: str) -> uuid.UUID:
     return uuid.uuid5(FLOW_NAMESPACE, name)
 
 
-@operation("POST", "/flows/", tag="flows")
+@operation("POST", "/flows/", tag="flows", role="worker")
 def create_flow(name: str, tags: list[str] | None = None) -> Flow:
     """Create the flow record if absent; return it (idempotent)."""
     cached = _known.get(name)
@@ -34,7 +34,7 @@ def create_flow(name: str, tags: list[str] | None = None) -> Flow:
     return record
 
 
-@operation("GET", "/flows/{flow_id}", tag="flows")
+@operation("GET", "/flows/{flow_id}", tag="flows", role="read")
 def read_flow(flow_id: uuid.UUID) -> Flow:
     name = flows.resolve_alias(str(flow_id))
     found = flows.get(name) if name else None
@@ -43,7 +43,7 @@ def read_flow(flow_id: uuid.UUID) -> Flow:
     return found
 
 
-@operation("GET", "/flows/name/{name}", tag="flows")
+@operation("GET", "/flows/name/{name}", tag="flows", role="read")
 def read_flow_by_name(name: str) -> Flow:
     found = flows.get(name)
     if found is None:
@@ -51,7 +51,7 @@ def read_flow_by_name(name: str) -> Flow:
     return found
 
 
-@operation("POST", "/flows/filter", tag="flows")
+@operation("POST", "/flows/filter", tag="flows", role="read")
 def read_flows(name_prefix: str = "", limit: int = 200, offset: int = 0) -> list[Flow]:
     check_paging(limit, offset)
     return flows.all(prefix=name_prefix, limit=limit, offset=offset)

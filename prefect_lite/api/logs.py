@@ -9,12 +9,12 @@ from prefect_lite.schemas import Log
 from prefect_lite.storage import logs as log_store
 
 
-@operation("POST", "/logs/", status_code=201, tag="logs")
+@operation("POST", "/logs/", status_code=201, tag="logs", role="worker")
 def create_logs(logs: list[Log]) -> int:
     return log_store.append_logs(logs)
 
 
-@operation("POST", "/logs/filter", tag="logs")
+@operation("POST", "/logs/filter", tag="logs", role="read")
 def read_logs(
     flow_run_id: uuid.UUID,
     offset: int = 0,

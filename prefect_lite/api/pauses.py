@@ -67,7 +67,7 @@ def _propose(run: FlowRun, state: State) -> OrchestrationResult | None:
     return result
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/pause", tag="flow_runs")
+@operation("POST", "/flow_runs/{flow_run_id}/pause", tag="flow_runs", role="worker")
 def pause_flow_run(flow_run_id: uuid.UUID, state: State) -> OrchestrationResult:
     """Pause (or suspend) a running flow run with a Paused/Suspended ``state``.
 
@@ -135,7 +135,7 @@ def _expire(run: FlowRun, verb: str) -> None:
     raise FlowPauseTimeout(f"flow run {run.id}: the {verb} timed out; it can no longer resume")
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/resume", tag="flow_runs")
+@operation("POST", "/flow_runs/{flow_run_id}/resume", tag="flow_runs", role="run")
 def resume_flow_run(flow_run_id: uuid.UUID, run_input: Any = None) -> OrchestrationResult:
     """Resume a paused or suspended flow run, with ``run_input`` if it waits for input.
 
@@ -172,7 +172,7 @@ def resume_flow_run(flow_run_id: uuid.UUID, run_input: Any = None) -> Orchestrat
     raise RuntimeError(f"flow run {flow_run_id} kept changing while being resumed")
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/resume/wait", tag="flow_runs")
+@operation("POST", "/flow_runs/{flow_run_id}/resume/wait", tag="flow_runs", role="read")
 def wait_for_flow_run_resume(flow_run_id: uuid.UUID, timeout: float = 10.0) -> State | None:
     """Wait up to ``timeout`` seconds (at most 10) while the run is paused; its state then."""
     if not 0 <= timeout <= inputs.MAX_BLOCK_SECONDS:

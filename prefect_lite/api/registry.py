@@ -4,6 +4,11 @@ A handler is a plain function registered with its HTTP method and path. The loca
 calls the function directly; the HTTP server builds a route from the same entry and the
 HTTP client builds the request from it. Path parameters are named in ``path``; other
 parameters travel as the JSON body (POST/PATCH/PUT) or the query string (GET/DELETE).
+
+Every operation declares the role a key needs for it (``role=``: one role, or a tuple
+meaning any of them; see ``roles``), and optionally ``elevated``: arguments that, when
+truthy, need a role on top (e.g. ``include_secrets``). An operation that declares no role
+needs ``admin``, so a forgotten declaration fails closed.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from prefect_lite.api.roles import ADMIN, ROLES
+
 F = TypeVar("F", bound=Callable[..., Any])
+RoleSpec = str | tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -23,22 +31,52 @@ class Operation:
     fn: Callable[..., Any]
     status_code: int = 200
     tag: str = ""
+    roles: tuple[str, ...] = (ADMIN,)
+    elevated: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    role_declared: bool = False
 
 
 OPERATIONS: dict[str, Operation] = {}
 
 
-def operation(method: str, path: str, *, status_code: int = 200, tag: str = "") -> Callable[[F], F]:
-    """Register ``fn`` as the API operation named after it."""
+def operation(
+    method: str,
+    path: str,
+    *,
+    status_code: int = 200,
+    tag: str = "",
+    role: RoleSpec | None = None,
+    elevated: dict[str, RoleSpec] | None = None,
+) -> Callable[[F], F]:
+    """Register ``fn`` as the API operation named after it, needing ``role``."""
 
     def register(fn: F) -> F:
         name = fn.__name__
         if name in OPERATIONS:
             raise RuntimeError(f"API operation {name!r} registered twice")
-        OPERATIONS[name] = Operation(name, method.upper(), path, fn, status_code, tag)
+        extra = tuple((arg, _roles(name, spec)) for arg, spec in (elevated or {}).items())
+        OPERATIONS[name] = Operation(
+            name,
+            method.upper(),
+            path,
+            fn,
+            status_code,
+            tag,
+            roles=_roles(name, role if role is not None else ADMIN),
+            elevated=extra,
+            role_declared=role is not None,
+        )
         return fn
 
     return register
+
+
+def _roles(name: str, spec: RoleSpec) -> tuple[str, ...]:
+    roles = (spec,) if isinstance(spec, str) else tuple(spec)
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown or not roles:
+        raise RuntimeError(f"API operation {name!r}: unknown role(s) {unknown or roles}")
+    return roles
 
 
 def all_operations() -> dict[str, Operation]:

@@ -48,7 +48,7 @@ def check_blob_size(key: str, blob: str) -> None:
 
 
 # ------------------------------------------------------------------------------ blobs
-@operation("POST", "/results/", status_code=204, tag="results")
+@operation("POST", "/results/", status_code=204, tag="results", role="worker")
 def write_result(key: str, blob: str) -> None:
     """Store a serialized result under ``key`` (overwriting)."""
     check_key(key)
@@ -56,7 +56,7 @@ def write_result(key: str, blob: str) -> None:
     store.put_blob(key, blob)
 
 
-@operation("GET", "/results/", tag="results")
+@operation("GET", "/results/", tag="results", role="read")
 def read_result(key: str) -> str:
     """The serialized result stored under ``key``."""
     check_key(key)
@@ -66,7 +66,7 @@ def read_result(key: str) -> str:
     return blob
 
 
-@operation("DELETE", "/results/", status_code=204, tag="results")
+@operation("DELETE", "/results/", status_code=204, tag="results", role="admin")
 def delete_result(key: str) -> None:
     check_key(key)
     if not store.delete_blob(key):
@@ -74,14 +74,14 @@ def delete_result(key: str) -> None:
 
 
 # ---------------------------------------------------------------------- cache records
-@operation("GET", "/cache_records/", tag="results")
+@operation("GET", "/cache_records/", tag="results", role="read")
 def read_cache_record(key: str) -> CacheRecord | None:
     """The cache record under ``key``, or null (expiry is the reader's call)."""
     check_key(key)
     return store.get_cache_record(key)
 
 
-@operation("POST", "/cache_records/", status_code=204, tag="results")
+@operation("POST", "/cache_records/", status_code=204, tag="results", role="worker")
 def write_cache_records(records: list[CacheRecord]) -> None:
     """Write every record or none (one MULTI)."""
     if len(records) > MAX_RECORDS_PER_WRITE:
@@ -100,7 +100,7 @@ def write_cache_records(records: list[CacheRecord]) -> None:
     store.put_cache_records(records)
 
 
-@operation("DELETE", "/cache_records/", status_code=204, tag="results")
+@operation("DELETE", "/cache_records/", status_code=204, tag="results", role="admin")
 def delete_cache_record(key: str) -> None:
     check_key(key)
     if not store.delete_cache_record(key):
@@ -108,7 +108,7 @@ def delete_cache_record(key: str) -> None:
 
 
 # ------------------------------------------------------------------ transaction locks
-@operation("POST", "/transaction_locks/acquire", tag="results")
+@operation("POST", "/transaction_locks/acquire", tag="results", role="worker")
 def acquire_transaction_lock(key: str, holder: str, hold_seconds: float) -> bool:
     """Take the lock of transaction ``key`` for ``hold_seconds`` (extend it if ``holder``
     has it already); false if another holder has it."""
@@ -121,7 +121,7 @@ def acquire_transaction_lock(key: str, holder: str, hold_seconds: float) -> bool
     return store.acquire_lock(key, holder, max(1, int(hold_seconds * 1000)))
 
 
-@operation("POST", "/transaction_locks/release", tag="results")
+@operation("POST", "/transaction_locks/release", tag="results", role="worker")
 def release_transaction_lock(key: str, holder: str) -> bool:
     """Release the lock if ``holder`` still has it; false if it expired or is another's."""
     check_key(key)

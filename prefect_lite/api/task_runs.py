@@ -25,7 +25,7 @@ class TaskRunChange(BaseModel):
     force: bool = False
 
 
-@operation("POST", "/task_runs/", status_code=201, tag="task_runs")
+@operation("POST", "/task_runs/", status_code=201, tag="task_runs", role="worker")
 def create_task_run(task_run: TaskRun, state: State) -> TaskRun:
     created, run_id = runs.create_run("task", task_run, state)
     if not created:
@@ -35,7 +35,7 @@ def create_task_run(task_run: TaskRun, state: State) -> TaskRun:
     return task_run
 
 
-@operation("POST", "/task_runs/changes", tag="task_runs")
+@operation("POST", "/task_runs/changes", tag="task_runs", role="worker")
 def apply_task_run_changes(changes: list[TaskRunChange]) -> list[str]:
     """Apply queued creates/proposals in order in one round trip; returns each status."""
     return apply_task_run_rows(
@@ -50,7 +50,7 @@ def apply_task_run_rows(rows: Sequence[task_batch.TaskChange]) -> list[str]:
     return task_batch.apply_task_changes(rows)
 
 
-@operation("POST", "/task_runs/{task_run_id}/set_state", tag="task_runs")
+@operation("POST", "/task_runs/{task_run_id}/set_state", tag="task_runs", role="worker")
 def set_task_run_state(
     task_run_id: uuid.UUID, state: State, force: bool = False
 ) -> OrchestrationResult:
@@ -60,7 +60,7 @@ def set_task_run_state(
     return result
 
 
-@operation("GET", "/task_runs/{task_run_id}", tag="task_runs")
+@operation("GET", "/task_runs/{task_run_id}", tag="task_runs", role="read")
 def read_task_run(task_run_id: uuid.UUID) -> TaskRun:
     run = runs.read_run("task", task_run_id)
     if run is None:
@@ -68,12 +68,12 @@ def read_task_run(task_run_id: uuid.UUID) -> TaskRun:
     return run
 
 
-@operation("POST", "/task_runs/filter", tag="task_runs")
+@operation("POST", "/task_runs/filter", tag="task_runs", role="read")
 def read_task_runs(flow_run_id: uuid.UUID, limit: int = 10_000) -> list[TaskRun]:
     """Task runs of a flow run, in creation order."""
     return runs.read_runs("task", runs.task_run_ids_of(flow_run_id)[:limit])
 
 
-@operation("GET", "/task_runs/{task_run_id}/states", tag="task_runs")
+@operation("GET", "/task_runs/{task_run_id}/states", tag="task_runs", role="read")
 def read_task_run_states(task_run_id: uuid.UUID) -> list[State]:
     return runs.history("task", task_run_id)

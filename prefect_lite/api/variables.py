@@ -24,7 +24,7 @@ from prefect_lite.storage.records import NamedRecords
 variables: NamedRecords[Variable] = NamedRecords("variable", Variable)
 
 
-@operation("POST", "/variables/", status_code=201, tag="variables")
+@operation("POST", "/variables/", status_code=201, tag="variables", role="admin")
 def create_variable(
     name: str, value: Any = None, tags: list[str] | None = None, overwrite: bool = False
 ) -> Variable:
@@ -47,7 +47,7 @@ def create_variable(
     return record
 
 
-@operation("GET", "/variables/name/{name}", tag="variables")
+@operation("GET", "/variables/name/{name}", tag="variables", role="read")
 def read_variable_by_name(name: str) -> Variable:
     check_variable_name(name)
     found = variables.get(name)
@@ -56,7 +56,7 @@ def read_variable_by_name(name: str) -> Variable:
     return found
 
 
-@operation("POST", "/variables/filter", tag="variables")
+@operation("POST", "/variables/filter", tag="variables", role="read")
 def read_variables(
     name_prefix: str = "",
     tags: list[str] | None = None,
@@ -72,7 +72,7 @@ def read_variables(
     return matching[offset : offset + limit]
 
 
-@operation("DELETE", "/variables/name/{name}", status_code=204, tag="variables")
+@operation("DELETE", "/variables/name/{name}", status_code=204, tag="variables", role="admin")
 def delete_variable_by_name(name: str) -> None:
     check_variable_name(name)
     if not variables.delete(name):

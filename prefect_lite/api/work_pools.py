@@ -80,7 +80,7 @@ def _check_description(value: str | None) -> str | None:
 # ----------------------------------------------------------------------------- pools
 
 
-@operation("POST", "/work_pools/", status_code=201, tag="work_pools")
+@operation("POST", "/work_pools/", status_code=201, tag="work_pools", role="admin")
 def create_work_pool(
     name: str,
     type: str = "process",
@@ -108,7 +108,7 @@ def create_work_pool(
     return pool
 
 
-@operation("GET", "/work_pools/{work_pool_name}", tag="work_pools")
+@operation("GET", "/work_pools/{work_pool_name}", tag="work_pools", role="read")
 def read_work_pool(work_pool_name: str) -> WorkPool:
     found = pools.get_pool(work_pool_name)
     if found is None:
@@ -117,13 +117,13 @@ def read_work_pool(work_pool_name: str) -> WorkPool:
     return found
 
 
-@operation("POST", "/work_pools/filter", tag="work_pools")
+@operation("POST", "/work_pools/filter", tag="work_pools", role="read")
 def read_work_pools(limit: int = 200, offset: int = 0) -> list[WorkPool]:
     check_paging(limit, offset)
     return pools.list_pools(limit=limit, offset=offset)
 
 
-@operation("PATCH", "/work_pools/{work_pool_name}", tag="work_pools")
+@operation("PATCH", "/work_pools/{work_pool_name}", tag="work_pools", role="admin")
 def update_work_pool(
     work_pool_name: str,
     description: str | None = None,
@@ -148,7 +148,9 @@ def update_work_pool(
     return changed
 
 
-@operation("DELETE", "/work_pools/{work_pool_name}", status_code=204, tag="work_pools")
+@operation(
+    "DELETE", "/work_pools/{work_pool_name}", status_code=204, tag="work_pools", role="admin"
+)
 def delete_work_pool(work_pool_name: str, force: bool = False) -> None:
     """Delete the pool with its queues and worker records. Refused while deployments use
     it or runs on it have not ended, unless ``force``, which cancels those runs."""
@@ -160,7 +162,7 @@ def delete_work_pool(work_pool_name: str, force: bool = False) -> None:
     pools.delete_pool(work_pool_name)
 
 
-@operation("GET", "/work_pools/{work_pool_name}/status", tag="work_pools")
+@operation("GET", "/work_pools/{work_pool_name}/status", tag="work_pools", role="read")
 def read_work_pool_status(work_pool_name: str) -> WorkPoolStatus:
     """The pool with its queues' usage and its workers."""
     pool = read_work_pool(work_pool_name)
@@ -188,7 +190,9 @@ def read_work_pool_status(work_pool_name: str) -> WorkPoolStatus:
 # ----------------------------------------------------------------------------- queues
 
 
-@operation("POST", "/work_pools/{work_pool_name}/queues", status_code=201, tag="work_pools")
+@operation(
+    "POST", "/work_pools/{work_pool_name}/queues", status_code=201, tag="work_pools", role="admin"
+)
 def create_work_queue(
     work_pool_name: str,
     name: str,
@@ -228,7 +232,7 @@ def _make_room(others: list[WorkQueue], placed: WorkQueue) -> None:
             pools.save_queue(queue.model_copy(update={"priority": queue.priority + 1}))
 
 
-@operation("GET", "/work_pools/{work_pool_name}/queues/{name}", tag="work_pools")
+@operation("GET", "/work_pools/{work_pool_name}/queues/{name}", tag="work_pools", role="read")
 def read_work_queue(work_pool_name: str, name: str) -> WorkQueue:
     read_work_pool(work_pool_name)
     found = pools.get_queue(work_pool_name, name)
@@ -240,14 +244,14 @@ def read_work_queue(work_pool_name: str, name: str) -> WorkQueue:
     return found
 
 
-@operation("POST", "/work_pools/{work_pool_name}/queues/filter", tag="work_pools")
+@operation("POST", "/work_pools/{work_pool_name}/queues/filter", tag="work_pools", role="read")
 def read_work_queues(work_pool_name: str) -> list[WorkQueue]:
     """The pool's queues in priority order."""
     read_work_pool(work_pool_name)
     return pools.list_queues(work_pool_name)
 
 
-@operation("PATCH", "/work_pools/{work_pool_name}/queues/{name}", tag="work_pools")
+@operation("PATCH", "/work_pools/{work_pool_name}/queues/{name}", tag="work_pools", role="admin")
 def update_work_queue(
     work_pool_name: str,
     name: str,
@@ -278,7 +282,11 @@ def update_work_queue(
 
 
 @operation(
-    "DELETE", "/work_pools/{work_pool_name}/queues/{name}", status_code=204, tag="work_pools"
+    "DELETE",
+    "/work_pools/{work_pool_name}/queues/{name}",
+    status_code=204,
+    tag="work_pools",
+    role="admin",
 )
 def delete_work_queue(work_pool_name: str, name: str, force: bool = False) -> None:
     """Delete a queue; a pool's default queue cannot be deleted. Refused while
@@ -298,7 +306,7 @@ def delete_work_queue(work_pool_name: str, name: str, force: bool = False) -> No
 # ----------------------------------------------------------------------------- workers
 
 
-@operation("POST", "/workers/filter", tag="work_pools")
+@operation("POST", "/workers/filter", tag="work_pools", role="read")
 def read_workers(work_pool_name: str | None = None) -> list[Worker]:
     """Registered workers (of one pool, or all), online ones first."""
     if work_pool_name is not None:
@@ -314,7 +322,7 @@ MAX_RUNNER_ITEMS = 10_000
 _DELIVERABLE = ("Scheduled", "Late", "AwaitingRetry")
 
 
-@operation("POST", "/flow_runs/due", tag="work_pools")
+@operation("POST", "/flow_runs/due", tag="work_pools", role="worker")
 def read_due_flow_runs(
     deployment_ids: list[uuid.UUID], before: datetime | None = None, limit: int = 100
 ) -> list[FlowRun]:
@@ -329,7 +337,7 @@ def read_due_flow_runs(
     return [r for r in found if r.state_name in _DELIVERABLE and not r.work_pool_name]
 
 
-@operation("POST", "/flow_runs/leases/renew", tag="work_pools")
+@operation("POST", "/flow_runs/leases/renew", tag="work_pools", role="worker")
 def renew_flow_run_leases(leases: list[LeaseRenewal], lease_seconds: float) -> list[str]:
     """Extend the leases still held; per run its state type, FREE (it holds no lease any
     more: it ended) or LOST (another holder took it over)."""
@@ -341,7 +349,7 @@ def renew_flow_run_leases(leases: list[LeaseRenewal], lease_seconds: float) -> l
     return run_leases.renew_leases(pairs, _time.timestamp() + lease_seconds)
 
 
-@operation("POST", "/flow_runs/{flow_run_id}/exit", tag="work_pools")
+@operation("POST", "/flow_runs/{flow_run_id}/exit", tag="work_pools", role="worker")
 def report_flow_run_exit(
     flow_run_id: uuid.UUID,
     lease: str,

@@ -18,6 +18,7 @@ def cli() -> None:
 
 def _register() -> None:
     from prefect_lite.cli import config, flow_run, server
+    from prefect_lite.cli.api_key import api_key
     from prefect_lite.cli.block import block
     from prefect_lite.cli.deploy import deploy, init
     from prefect_lite.cli.deployment import deployment
@@ -27,6 +28,7 @@ def _register() -> None:
     from prefect_lite.cli.work_queue import work_queue
     from prefect_lite.cli.worker import worker
 
+    cli.add_command(api_key)
     cli.add_command(config.config)
     cli.add_command(flow_run.flow_run)
     cli.add_command(server.server)

@@ -18,15 +18,24 @@ def server() -> None:
     "--port", default=4200, show_default=True, type=click.IntRange(0, 65535), help="0: any free."
 )
 @click.option("--no-services", is_flag=True, help="Do not run the scheduler in this process.")
-def start(host: str, port: int, no_services: bool) -> None:
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Listen beyond loopback without any API key (anyone reaching the port is admin).",
+)
+def start(host: str, port: int, no_services: bool, insecure_no_auth: bool) -> None:
     """Start the API server: with the embedded Redis if none is configured, and the scheduler.
 
     The one command to run the whole system on one machine. Stops on Ctrl-C or SIGTERM,
-    and stops the embedded Redis too if it started it.
+    and stops the embedded Redis too if it started it. Listening on anything but loopback
+    needs an API key (PREFECT_LITE_API_KEYS or PREFECT_LITE_API_KEY).
     """
     from prefect_lite.server.runner import ServerRunner
 
-    ServerRunner(get_settings(), host, port, services=not no_services).run(click.echo)
+    runner = ServerRunner(
+        get_settings(), host, port, services=not no_services, insecure_no_auth=insecure_no_auth
+    )
+    runner.run(click.echo, warn=lambda line: click.secho(line, err=True, fg="red", bold=True))
 
 
 @server.command("status")

@@ -5,7 +5,9 @@ quoted), the others go as the JSON body (POST/PATCH/PUT) or the query string (GE
 values too structured for a query string travel as JSON text, see ``query_friendly``).
 Answers are parsed into the handler's declared return type, so a remote call returns
 exactly what a local one does. Error statuses become the typed exceptions the handlers
-raise; an unreachable server is one ``StoreUnavailable`` naming the API URL.
+raise (401: ``AuthenticationError``; 403, a key whose role does not allow the call:
+``PermissionDenied``); an unreachable server is one ``StoreUnavailable`` naming the API
+URL. The key sent is ``PREFECT_LITE_API_KEY``, as ``Authorization: Bearer <key>``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from prefect_lite.exceptions import (
     ObjectAlreadyExists,
     ObjectNotFound,
     PayloadTooLarge,
+    PermissionDenied,
     PrefectLiteError,
     StoreUnavailable,
     UserError,
@@ -183,7 +186,11 @@ def _error_for(response: httpx.Response, api_url: str) -> Exception:
         return ObjectNotFound(detail)
     if status == 409:
         return ObjectAlreadyExists(detail)
-    if status in (401, 403):
+    if status == 403:
+        return PermissionDenied(
+            f"the API at {api_url} refused: {detail or 'not allowed'} (PREFECT_LITE_API_KEY)"
+        )
+    if status == 401:
         return AuthenticationError(detail or "not authorized: check PREFECT_LITE_API_KEY")
     if status == 413:
         return PayloadTooLarge(detail)

@@ -1,8 +1,9 @@
 """The ASGI application: ``create_app(settings)``.
 
 Routes come from the API registry (see ``routes``); errors map to statuses in ``errors``.
-Middleware, outermost first: bearer auth (when ``api_key`` is set), the body size limit,
-and CORS only when origins are given (off by default).
+Middleware, outermost first: the Host check (``hosts``), authentication and roles
+(``auth``; off when no key is configured), the body size limit, and CORS only when
+origins are given (off by default).
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 from prefect_lite import __version__
 from prefect_lite.api.registry import all_operations
+from prefect_lite.api.roles import READ
 from prefect_lite.server import errors, health
-from prefect_lite.server.auth import BearerAuthMiddleware
+from prefect_lite.server.auth import AuthMiddleware, KeyRing
+from prefect_lite.server.hosts import TrustedHostMiddleware, trusted_hosts
 from prefect_lite.server.limits import BodyLimitMiddleware
-from prefect_lite.server.routes import API_PREFIX, build_router
+from prefect_lite.server.routes import API_PREFIX, build_router, require_role
 from prefect_lite.server.services import Services
 from prefect_lite.settings import Settings, get_settings
 
@@ -35,13 +38,17 @@ def create_app(
     *,
     run_services: bool = False,
     cors_origins: Sequence[str] = (),
+    bound_host: str | None = None,
 ) -> FastAPI:
     """The API server application.
 
     ``run_services`` starts the in-process services (the scheduler) with the app's
-    lifespan; ``cors_origins`` enables CORS for those origins only.
+    lifespan; ``cors_origins`` enables CORS for those origins only; ``bound_host`` (the
+    address the server listens on) is a trusted ``Host`` besides loopback and the
+    configured names. ``ConfigurationError`` for malformed API keys.
     """
     settings = settings or get_settings()
+    keys = KeyRing.from_settings(settings)
     services = Services(settings)
 
     @contextlib.asynccontextmanager
@@ -67,7 +74,12 @@ def create_app(
 
     health.install(app, API_PREFIX)
 
-    @app.get(f"{API_PREFIX}/version", tags=["admin"], operation_id="version")
+    @app.get(
+        f"{API_PREFIX}/version",
+        tags=["admin"],
+        operation_id="version",
+        dependencies=[Depends(require_role(READ))],
+    )
     def version() -> VersionInfo:
         """The server's package version and API version."""
         return VersionInfo(version=__version__, api_version=API_VERSION)
@@ -84,7 +96,7 @@ def create_app(
             allow_headers=["*"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes)
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    if key:
-        app.add_middleware(BearerAuthMiddleware, api_key=key)
+    app.add_middleware(AuthMiddleware, keys=keys)
+    allowed = trusted_hosts(settings.server_trusted_hosts, bound_host)
+    app.add_middleware(TrustedHostMiddleware, allowed=allowed)
     return app

@@ -7,8 +7,11 @@ from their type hints and defaults) or the query string (GET/DELETE). The return
 annotation is the response model, so the OpenAPI document describes every operation
 exactly. A body is checked twice: by FastAPI for the route, then as strict JSON (no
 ``false`` for an int, no number for a date), so whatever the schema rejects is a 422.
-Top-level integers are limited to ``MAX_INT``. Handlers are sync and do blocking Redis
-I/O: the endpoints are plain ``def`` functions, which FastAPI runs in its threadpool.
+Top-level integers are limited to ``MAX_INT``. Each route first checks the caller's role
+(set by the auth middleware) against the operation's declared role, before any input is
+validated, then the roles its ``elevated`` arguments need; a refusal is a 403. Handlers
+are sync and do blocking Redis I/O: the endpoints are plain ``def`` functions, which
+FastAPI runs in its threadpool.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from prefect_lite.api.registry import Operation
+from prefect_lite.api.roles import check_arguments, describe_needed, missing_role
 from prefect_lite.client.http import BODY_METHODS, PATH_PARAM, query_friendly
-from prefect_lite.exceptions import ValidationError
+from prefect_lite.exceptions import PermissionDenied, ValidationError
 from prefect_lite.server.errors import ErrorBody, describe_errors
 
 API_PREFIX = "/api"
+ROLE_PARAM = "caller_role__"  # the endpoint's role argument; never a handler parameter name
 # Integers a JSON client represents exactly; also keeps sums like offset + limit inside
 # Redis's 64-bit range, so a huge number is a 422, not a storage error.
 MAX_INT = 2**53
@@ -41,6 +46,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in (
         (400, "Bad input"),
         (401, "Missing or wrong API key"),
+        (403, "The key's role does not allow this"),
         (404, "Not found"),
         (409, "Conflict"),
         (413, "Payload too large"),
@@ -77,6 +83,13 @@ def add_operation(router: APIRouter, op: Operation) -> None:
         raise RuntimeError(f"{op.name}: path {op.path!r} names unknown parameter(s) {unknown}")
 
     params: list[inspect.Parameter] = [
+        inspect.Parameter(
+            ROLE_PARAM,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[str, Depends(require_role(*op.roles))],
+        )
+    ]
+    params += [
         inspect.Parameter(
             name,
             inspect.Parameter.KEYWORD_ONLY,
@@ -137,10 +150,20 @@ def add_operation(router: APIRouter, op: Operation) -> None:
         name=op.name,
         operation_id=op.name,
         summary=op.name.replace("_", " ").capitalize(),
-        description=doc,
+        description=_with_roles(doc, op),
+        openapi_extra={"x-required-roles": list(op.roles)},
         tags=[op.tag] if op.tag else None,
         responses=dict(_ERRORS),
     )
+
+
+def _with_roles(doc: str, op: Operation) -> str:
+    """The handler's docstring plus the role it needs, for the OpenAPI document."""
+    plural = "s" if len(op.roles) > 1 else ""
+    lines = [doc, "", f"Needs the {describe_needed(op.roles)} role{plural}."]
+    for argument, needed in op.elevated:
+        lines.append(f"`{argument}` needs the {describe_needed(needed)} role too.")
+    return "\n".join(lines).strip()
 
 
 def body_model(
@@ -178,8 +201,10 @@ def _endpoint(
     adapter = TypeAdapter(returns) if returns is not None else None
     status = op.status_code
     fn = op.fn
+    elevated = dict(op.elevated)
 
     def endpoint(**values: Any) -> Response:
+        role = values.pop(ROLE_PARAM)
         values.pop("body", None)
         raw = values.pop("raw_body", b"")
         if body_model is not None:
@@ -190,6 +215,9 @@ def _endpoint(
             raw = values.pop(query.name, None)
             if raw is not None:
                 values[query.name] = _parse_json_query(query, raw)
+        refused = check_arguments(role, elevated, values) if elevated else None
+        if refused:
+            raise PermissionDenied(refused)
         result = fn(**values)
         if adapter is None or status == 204:
             return Response(status_code=status)
@@ -199,6 +227,20 @@ def _endpoint(
     endpoint.__name__ = op.name
     endpoint.__doc__ = op.fn.__doc__
     return endpoint
+
+
+def require_role(*needed: str) -> Callable[[Request], str]:
+    """A dependency: the caller's role (from the auth middleware), if it allows one of
+    ``needed``; ``PermissionDenied`` (403) naming the missing role otherwise."""
+
+    def check(request: Request) -> str:
+        role = str(getattr(request.state, "role", ""))
+        refused = missing_role(role, needed)
+        if refused:
+            raise PermissionDenied(refused)
+        return role
+
+    return check
 
 
 async def _raw_body(request: Request) -> bytes:

@@ -1,14 +1,16 @@
 """``server start``: the store, the API server and its services, one process.
 
-Steps: make sure Redis answers (starting the embedded server when none is configured),
-bind the listening socket (a taken port is one clear error), serve the app with uvicorn
-until SIGINT/SIGTERM, then shut down in reverse: requests drain, services stop (app
-lifespan), and the embedded Redis stops if this command started it.
+Steps: refuse to listen beyond loopback without an API key (unless told
+``--insecure-no-auth``), make sure Redis answers (starting the embedded server when none
+is configured), bind the listening socket (a taken port is one clear error), serve the
+app with uvicorn until SIGINT/SIGTERM, then shut down in reverse: requests drain,
+services stop (app lifespan), and the embedded Redis stops if this command started it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import signal
 import socket
 import threading
@@ -18,9 +20,24 @@ import uvicorn
 
 from prefect_lite.exceptions import ConfigurationError, UserError
 from prefect_lite.server.app import create_app
+from prefect_lite.server.auth import KeyRing, roles_summary
 from prefect_lite.settings import Settings
 
 Echo = Callable[[str], None]
+
+NO_KEY_REFUSAL = (
+    "refusing to listen on {host} without an API key: anyone who reaches the port could "
+    "run code on your workers. Set PREFECT_LITE_API_KEYS (make a key with `prefect-lite "
+    "api-key generate --role admin`), listen on 127.0.0.1, or pass --insecure-no-auth"
+)
+INSECURE_WARNING = (
+    "WARNING: --insecure-no-auth: the API on {host} has NO AUTHENTICATION. Anyone who "
+    "reaches this port can create deployments and run code on your workers."
+)
+AUTH_OFF = (
+    "Auth: off (no API key; loopback only). Every local user can use the API; set "
+    "PREFECT_LITE_API_KEYS to require keys."
+)
 
 
 class _Server(uvicorn.Server):
@@ -61,6 +78,34 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    """True if every address ``host`` stands for is a loopback address ("" and 0.0.0.0,
+    all interfaces, are not)."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError):
+        return False
+    try:
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    except ValueError:
+        return False
+    return bool(addresses) and all(a.is_loopback for a in addresses)
+
+
+def check_exposure(host: str, keys: KeyRing, *, insecure_no_auth: bool = False) -> str:
+    """The start-up line about auth; ``ConfigurationError`` for a non-loopback ``host``
+    without any key, unless ``insecure_no_auth`` (then the line is a loud warning)."""
+    if keys:
+        return f"Auth: on, {roles_summary(keys)}"
+    if is_loopback(host):
+        return AUTH_OFF
+    if not insecure_no_auth:
+        raise ConfigurationError(NO_KEY_REFUSAL.format(host=host or "all interfaces"))
+    return INSECURE_WARNING.format(host=host or "all interfaces")
+
+
 def display_url(sock: socket.socket, host: str) -> str:
     port = sock.getsockname()[1]
     shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
@@ -79,13 +124,25 @@ def services_available() -> bool:
 
 
 class ServerRunner:
-    def __init__(self, settings: Settings, host: str, port: int, *, services: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        host: str,
+        port: int,
+        *,
+        services: bool = True,
+        insecure_no_auth: bool = False,
+    ) -> None:
         self.settings = settings
         self.host = host
         self.port = port
         self.services = services
+        self.insecure_no_auth = insecure_no_auth
 
-    def run(self, echo: Echo) -> None:
+    def run(self, echo: Echo, warn: Echo | None = None) -> None:
+        keys = KeyRing.from_settings(self.settings)
+        auth_line = check_exposure(self.host, keys, insecure_no_auth=self.insecure_no_auth)
+        (warn or echo if auth_line.startswith("WARNING") else echo)(auth_line)
         stop_embedded = self._start_store(echo)
         try:
             sock = bind_socket(self.host, self.port)
@@ -122,7 +179,7 @@ class ServerRunner:
         return stopper
 
     def _serve(self, sock: socket.socket, echo: Echo) -> None:
-        app = create_app(self.settings, run_services=self.services)
+        app = create_app(self.settings, run_services=self.services, bound_host=self.host)
         config = uvicorn.Config(
             app,
             log_level=self.settings.logging_level.lower(),

@@ -7,8 +7,7 @@ Tests call ``tick`` with a fake clock; the loop (``run``) sleeps until the next 
 the next planning time or ``loop_seconds``, whichever comes first, and stops when its
 event is set (SIGINT/SIGTERM in the CLI). When runs fall due within ``stage_seconds``, the
 loop prepares their admission (reads, limits, packed scripts) ahead and sends it the
-moment they are due, so neither preparing nor
-planning delays them (``promote_on_time``).
+moment they are due, so neither preparing nor planning delays them (``promote_on_time``).
 
 Any number of schedulers may run against one Redis: every step is safe to repeat.
 """

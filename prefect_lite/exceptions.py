@@ -42,6 +42,10 @@ class PayloadTooLarge(UserError):
     """A parameter, result or input is larger than ``max_payload_bytes``."""
 
 
+class TooManyRequests(UserError):
+    """The server is at a limit (e.g. waits in progress): retry shortly (HTTP 429)."""
+
+
 class ValidationError(UserError):
     """Input that does not fit its schema."""
 
@@ -86,6 +90,10 @@ class PullStepError(UserError):
     """A deployment's pull step (e.g. git clone) failed or is malformed."""
 
 
+class CodeRefused(PullStepError):
+    """A worker refused a deployment's code or pull step: its operator did not allow it."""
+
+
 class AuthenticationError(UserError):
     """Missing or wrong API key."""
 
@@ -108,6 +116,11 @@ class StaleProposal(PrefectLiteError):
 
 class MissingResult(PrefectLiteError):
     """A state has no result data to return."""
+
+
+class ResultSignatureError(UserError):
+    """A pickled result or cache record is unsigned or not signed with this process's
+    result-signing key, so it was not unpickled (it may come from an attacker)."""
 
 
 class UnfinishedRun(PrefectLiteError):

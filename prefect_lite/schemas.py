@@ -284,6 +284,10 @@ def check_variable_name(name: object) -> str:
 
 def check_slug(value: object, what: str) -> str:
     """Block type slugs and block document names: lowercase letters, digits and dashes."""
+    if isinstance(value, str) and len(value) > MAX_VARIABLE_NAME_LENGTH:
+        raise ValidationError(
+            f"{what} is {len(value)} characters long; the limit is {MAX_VARIABLE_NAME_LENGTH}"
+        )
     if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise ValidationError(f"invalid {what} {value!r}: use lowercase letters, digits and dashes")
     return value
@@ -293,18 +297,34 @@ MAX_PAGE = 10_000
 
 
 def check_paging(limit: int, offset: int) -> None:
-    """``limit`` in 0..10,000 and ``offset`` in 0..2**31 (Redis refuses larger numbers)."""
-    if not 0 <= limit <= MAX_PAGE:
-        raise ValidationError(f"limit must be between 0 and {MAX_PAGE}, not {limit}")
+    """``limit`` in 1..10,000 and ``offset`` in 0..2**31 (Redis refuses larger numbers).
+
+    Every ``limit`` of the API is checked here (or against a smaller maximum of its own):
+    out of range is a ``ValidationError`` (422) saying the range, never clamped, so a
+    ``limit=0`` that once meant "everything" is refused rather than read as anything."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
     if not 0 <= offset <= 2**31:
         raise ValidationError(f"offset must be between 0 and {2**31}, not {offset}")
 
 
-def check_tags(tags: object) -> list[str]:
+MAX_TAGS = 100
+MAX_TAG_LENGTH = 255
+
+
+def check_tags(tags: object, what: str = "tags") -> list[str]:
+    """A list of at most ``MAX_TAGS`` strings of at most ``MAX_TAG_LENGTH`` characters."""
     if tags is None:
         return []
     if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
-        raise ValidationError(f"tags must be a list of strings, not {tags!r}")
+        raise ValidationError(f"{what} must be a list of strings, not {str(tags)[:200]!r}")
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(f"{what} has {len(tags)} tags; the limit is {MAX_TAGS}")
+    for tag in tags:
+        if len(tag) > MAX_TAG_LENGTH:
+            raise ValidationError(
+                f"{what}: a tag is {len(tag)} characters long; the limit is {MAX_TAG_LENGTH}"
+            )
     return list(tags)
 
 

@@ -1,16 +1,17 @@
 """Serializers for stored payloads.
 
-``json`` (orjson, strict: only JSON-native values) and ``pickle`` (cloudpickle) for results;
+``json`` (orjson, strict: only JSON-native values) and ``pickle`` (cloudpickle, signed with
+the result-signing key) for results;
 ``dumps``/``loads`` for records. Every stored shape goes through one named function.
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Protocol
 
 import orjson
 
+from prefect_lite import signing
 from prefect_lite.exceptions import UnserializableValue
 
 
@@ -57,19 +58,20 @@ class JSONSerializer:
 
 
 class PickleSerializer:
-    """cloudpickle, so lambdas and locally defined classes survive."""
+    """cloudpickle, so lambdas and locally defined classes survive; sealed with the
+    result-signing key (``prefect_lite.signing``), and never unpickled without a valid seal."""
 
     type = "pickle"
 
     def dumps(self, obj: Any) -> bytes:
         import cloudpickle
 
-        return base64.b64encode(cloudpickle.dumps(obj))
+        return signing.seal(self.type, cloudpickle.dumps(obj))
 
     def loads(self, blob: bytes) -> Any:
         import pickle
 
-        return pickle.loads(base64.b64decode(blob))
+        return pickle.loads(signing.unseal(self.type, blob))
 
 
 def get_serializer(name: str | Serializer) -> Serializer:

@@ -12,12 +12,14 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PREFECT_LITE_"
+MIN_SIGNING_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,11 @@ class Settings(BaseSettings):
         default="",
         description="Server: Host names accepted besides loopback, comma-separated ('*': any).",
     )
+    result_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Secret that signs pickled results and cache records (HMAC-SHA256); the "
+        "same on every machine that shares them. Unset: a key generated once in HOME.",
+    )
     logging_level: str = Field(default="INFO", description="Level of prefect_lite loggers.")
     lease_seconds: float = Field(
         default=6.0, gt=0, description="A running flow run's lease; workers renew it."
@@ -66,16 +73,76 @@ class Settings(BaseSettings):
         ge=2.5,  # blocking commands block server-side for up to 2 s
         description="Longest wait for one Redis reply: a frozen Redis fails calls this fast.",
     )
+    max_concurrent_waits: int = Field(
+        default=1000,
+        ge=1,
+        description="Long polls (run changes, inputs, resumes) one server holds at once; "
+        "more are answered 429.",
+    )
+    max_logs_per_run: int = Field(
+        default=100_000,
+        ge=1,
+        description="Log lines kept per flow run; later ones are dropped and counted.",
+    )
     store_outage_seconds: float = Field(
         default=30.0,
         ge=0,
         description="How long a started run retries state writes while Redis is unreachable.",
     )
 
+    # What the processes that execute flow runs (workers, runners) agree to run; see
+    # prefect_lite/deployments/policy.py. Lists are comma-separated in the environment.
+    worker_allow_custom_steps: bool = Field(
+        default=False,
+        description="Let pull steps name any importable callable, not only the built-in steps.",
+    )
+    worker_allowed_steps: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Only these pull steps (e.g. git_clone,set_working_directory); empty: all.",
+    )
+    worker_allowed_git_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="git_clone only from URLs starting with one of these."
+    )
+    worker_allowed_code_paths: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Load flow code only from inside these directories (and the git clones).",
+    )
+    worker_allow_entrypoint_escape: bool = Field(
+        default=False,
+        description="Let an entrypoint lie outside its deployment's path (.., absolute, symlink).",
+    )
+    worker_allow_file_urls: bool = Field(
+        default=False, description="Let git_clone clone file:// (local) repositories."
+    )
+
+    @field_validator(
+        "worker_allowed_steps",
+        "worker_allowed_git_urls",
+        "worker_allowed_code_paths",
+        mode="before",
+    )
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("result_signing_key", mode="after")
+    @classmethod
+    def _check_signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # set but empty: unset
+        if value is not None and len(value.get_secret_value()) < MIN_SIGNING_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SIGNING_KEY_LENGTH} characters; make one with: python "
+                "-c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
     @field_validator("logging_level", mode="after")
     @classmethod
@@ -145,6 +212,54 @@ def temporary_settings(**overrides: Any) -> Iterator[Settings]:
             _current = None
 
 
+_SECRET_PARAMS = {"password", "pass", "passwd", "token", "access_token", "api_key", "apikey",
+                  "key", "secret", "auth"}  # fmt: skip
+_SECRET_NAME_PARTS = ("key", "password", "secret", "token")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its credentials replaced by ``***``: the password of the user info
+    (``redis://:pw@h``, ``https://user:pw@h``), a bare user info of an http(s) URL (often a
+    token), and secret-looking query parameters (``?password=``, ``?token=``...)."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        userinfo, at, hostport = netloc.rpartition("@")
+        if at and parts.password is not None:
+            netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+        elif at and parts.scheme in ("http", "https"):
+            netloc = f"***@{hostport}"
+        query = parts.query
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
+            hidden = [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs]
+            query = urlencode(hidden, safe="*/")
+        if netloc == parts.netloc and query == parts.query:
+            return url
+        masked = f"{parts.scheme}://{netloc}{parts.path}"
+        if query:
+            masked += f"?{query}"
+        if parts.fragment:
+            masked += f"#{parts.fragment}"
+        return masked
+    except ValueError:
+        return "<unparseable Redis URL>"
+
+
+def _shown(name: str, value: Any) -> str:
+    """How ``config view`` shows a value: secrets masked, URLs without credentials."""
+    if value is None:
+        return ""
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else ""
+    if any(part in name for part in _SECRET_NAME_PARTS):
+        return "********" if value else ""  # e.g. several API keys: never printed
+    if isinstance(value, tuple):  # list settings, e.g. allowed git URL prefixes
+        return ",".join(_shown(name, item) for item in value)
+    text = str(value)
+    return mask_url(text) if "://" in text else text
+
+
 def setting_sources() -> list[tuple[str, str, str]]:
     """Rows of (ENV NAME, shown value, source) for ``config view``; secrets masked."""
     settings = get_settings()
@@ -152,11 +267,7 @@ def setting_sources() -> list[tuple[str, str, str]]:
     rows = []
     for name in Settings.model_fields:
         env_name = ENV_PREFIX + name.upper()
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            shown = "********" if value.get_secret_value() else ""
-        else:
-            shown = "" if value is None else str(value)
+        shown = _shown(name, getattr(settings, name))
         if name in overridden:
             source = "override"
         elif env_name in os.environ:

@@ -20,6 +20,7 @@ from prefect_lite.deployments import (
     load_flow,
     to_deployment,
 )
+from prefect_lite.deployments.policy import ExecutionPolicy
 from prefect_lite.deployments.schema import parameter_schema
 from prefect_lite.deployments.steps import git_clone, run_steps
 from prefect_lite.exceptions import (
@@ -35,6 +36,7 @@ from prefect_lite.exceptions import (
 from prefect_lite.flows import Flow
 from prefect_lite.schedules import Cron, Interval
 from prefect_lite.schemas import Deployment, WorkPool
+from prefect_lite.settings import temporary_settings
 from prefect_lite.storage.records import NamedRecords
 
 FLOW_FILE = '''
@@ -271,9 +273,13 @@ def test_from_source_git_at_branch_and_commit(
     assert record.path is None and record.entrypoint == "flows.py:etl"
     clone_step = record.pull_steps[0]["prefect_lite.deployments.steps.git_clone"]
     assert clone_step == {"id": "clone", "repository": url, "commit": first}
-    # What a worker does: run the steps, then load the flow from where they left it.
+    # What a worker does: run the steps, then load the flow from where they left it
+    # (a local file:// repository only with the worker's opt-in).
     monkeypatch.chdir(home)
-    out = run_steps(record.pull_steps)
+    with pytest.raises(PullStepError, match=r"local file:// URL; .*--allow-file-urls"):
+        run_steps(record.pull_steps)
+    with temporary_settings(worker_allow_file_urls=True):
+        out = run_steps(record.pull_steps)
     assert Path(out["directory"]).parent == home / "repos"
     assert Path.cwd() == Path(out["directory"])
     assert load_flow(record.entrypoint).name == "etl"
@@ -297,7 +303,7 @@ def test_git_clone_errors(tmp_path: Path) -> None:
     with pytest.raises(PullStepError, match="a branch or a commit, not both"):
         git_clone("file:///x", branch="main", commit="abc")
     with pytest.raises(PullStepError, match="unknown pull step"):
-        run_steps([{"no.such.step": {}}])
+        run_steps([{"no.such.step": {}}], ExecutionPolicy(allow_custom_steps=True))
     with pytest.raises(PullStepError, match="refers to no earlier step output"):
         run_steps([{"prefect_lite.deployments.steps.set_working_directory":
                     {"directory": "{{ clone.directory }}"}}])  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -12,8 +13,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from prefect_lite.exceptions import ConfigurationError
 from prefect_lite.settings import get_settings, reload_settings
@@ -24,6 +27,7 @@ from prefect_lite.storage.embedded import (
     ensure_embedded,
     find_redis_server,
 )
+from prefect_lite.storage.private_files import runtime_dir
 from tests.helpers import (
     kill_redis_servers_under,
     pid_alive,
@@ -68,6 +72,12 @@ def use_embedded(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) ->
     yield use
     reset_connections()
     stopped = [server.stop() for server in used]
+    for server in used:
+        shared = runtime_dir(server.home)
+        if shared.is_dir():
+            shutil.rmtree(shared)
+        else:
+            shared.unlink(missing_ok=True)
     leftovers = kill_redis_servers_under(tmp_path)
     assert all(stopped), "stop() did not stop the embedded Redis"
     assert not leftovers, f"redis-server processes left behind: {leftovers}"
@@ -97,18 +107,42 @@ def test_starts_on_a_private_unix_socket_when_no_url_is_configured(use_embedded:
     assert config["port"] == "0"
 
 
-def test_long_home_path_falls_back_to_loopback_tcp(use_embedded: Use, tmp_path: Path) -> None:
+def test_long_home_path_puts_the_socket_in_a_short_private_directory(
+    use_embedded: Use, tmp_path: Path
+) -> None:
     long_home = tmp_path / ("h" * 60) / ("o" * 60)
     server = use_embedded(long_home)
 
     url = ensure_embedded(get_settings())
 
-    assert url.startswith("redis://127.0.0.1:") and url.endswith("/0")
-    assert not server.socket_path.exists()
+    assert url == f"unix://{server.socket_path}?db=0"
+    assert server.socket_path.parent == runtime_dir(long_home)
+    assert len(str(server.socket_path)) <= 100
+    assert stat.S_IMODE(server.socket_path.parent.stat().st_mode) == 0o700
     r = get_redis()
     r.set("k", "v")
     assert r.get("k") == "v"
-    assert r.config_get("bind")["bind"] == "127.0.0.1"
+    assert r.config_get("port")["port"] == "0"
+    assert server.is_running()
+
+
+def test_without_a_private_socket_directory_tcp_needs_a_password(
+    use_embedded: Use, tmp_path: Path
+) -> None:
+    long_home = tmp_path / ("h" * 60) / ("o" * 60)
+    server = use_embedded(long_home)
+    server.socket_path.parent.write_text("squatted")  # not a directory: unusable
+
+    url = ensure_embedded(get_settings())
+
+    assert url.startswith("redis://:") and "@127.0.0.1:" in url
+    assert stat.S_IMODE(server.url_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(server.config_path.stat().st_mode) == 0o600
+    assert get_redis().config_get("bind")["bind"] == "127.0.0.1"
+    port = urlsplit(url).port
+    anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    with anonymous, pytest.raises(redis.AuthenticationError):
+        anonymous.get("k")
     assert server.is_running()
 
 

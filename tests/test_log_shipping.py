@@ -30,7 +30,7 @@ def _settle_logs() -> Iterator[None]:
 
 def read_logs(flow_run_id: uuid.UUID) -> list[Log]:
     with get_client(sync_client=True) as client:
-        return list(client.read_logs(flow_run_id, limit=100_000))
+        return list(client.read_logs(flow_run_id, limit=10_000))
 
 
 def closed_port_url() -> str:

@@ -274,7 +274,7 @@ def child_main(sock: socket.socket) -> int:
         except (EOFError, OSError):
             return 0  # retired while idle (the worker stopped or shrank its pool)
         if kind == "hooks":
-            execution.run_crashed_hooks(run_id)
+            execution.run_crashed_hooks(run_id, payload.get("policy"))
             channel.send(("done", None, None, True))
             return 0
         if payload.get("owner"):  # our connections show the reaper the worker's run lives
@@ -284,7 +284,11 @@ def child_main(sock: socket.socket) -> int:
             set_client_name(keys.owner_client_name(payload["owner"]))
         execution.install_termination_handler()
         state = execution.execute_flow_run(
-            run_id, payload["lease"], payload["lease_seconds"], payload.get("worker")
+            run_id,
+            payload["lease"],
+            payload["lease_seconds"],
+            payload.get("worker"),
+            payload.get("policy"),
         )
         done += 1
         retiring = execution.terminating() or done >= payload.get("recycle_after", 1)

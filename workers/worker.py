@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from prefect_lite import _time
+from prefect_lite.deployments.policy import ExecutionPolicy
 from prefect_lite.exceptions import ObjectNotFound, StoreUnavailable, ValidationError
 from prefect_lite.orchestration import admission
 from prefect_lite.orchestration.outage_log import OutageLog
@@ -52,11 +53,13 @@ class WorkerOptions:
     runs_per_process: int = 100  # a child retires after this many runs (1: fresh each run)
     cancel_grace_seconds: float = 1.0  # SIGTERM -> SIGKILL for a cancelled run
     shutdown_grace_seconds: float = 30.0  # SIGTERM: wait this long for running runs
+    policy: ExecutionPolicy | None = None  # what runs may execute (None: the settings)
 
 
 class Worker:
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
+        self.policy = options.policy or ExecutionPolicy.from_settings()
         self.name = options.name or f"{socket.gethostname()}-{os.getpid()}"
         self.queues: list[str] = list(options.queues)
         self.lock = threading.Lock()
@@ -109,6 +112,8 @@ class Worker:
         logger.info(
             "Worker %r started on pool %r, queues %s", self.name, self.options.pool, self.queues
         )
+        if self.policy.allow_custom_steps:
+            logger.warning("Pull steps may call any importable function (custom steps allowed)")
 
     def refresh_queues(self) -> None:
         """The queues to serve, in priority order (all of the pool's unless named)."""
@@ -202,6 +207,7 @@ class Worker:
             worker=self.name,
             owner=self.owner,
             recycle_after=self.options.runs_per_process,
+            policy=self.policy,
         )
         logger.info("Worker %r started flow run %s (pid %s)", self.name, claimed.run_id, child.pid)
         return child
@@ -210,7 +216,7 @@ class Worker:
         """Run a crashed run's on_crashed hooks in a child (which then retires)."""
         assert self.children is not None
         child = self.children.take()
-        self.children.assign(f"hooks:{run_id}", child, "hooks", run_id)
+        self.children.assign(f"hooks:{run_id}", child, "hooks", run_id, policy=self.policy)
 
     def _take_capacity(self, wait_seconds: float) -> bool:
         if self._capacity is None:

@@ -20,20 +20,24 @@ from typing import Any
 import orjson
 
 from prefect_lite import _time
-from prefect_lite.api.deployments import check_parameters, read_deployment, read_deployment_by_name
+from prefect_lite.api.deployments import read_deployment, read_deployment_by_name
 from prefect_lite.api.flow_runs import read_flow_run
+from prefect_lite.api.parameter_checks import check_parameters, check_required
 from prefect_lite.api.registry import operation
 from prefect_lite.api.task_runs import read_task_run
+from prefect_lite.api.text_limits import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_RUN_NAME_LENGTH,
+    check_tags,
+)
 from prefect_lite.api.work_pools import check_name
-from prefect_lite.exceptions import ValidationError
+from prefect_lite.exceptions import PayloadTooLarge, ValidationError
 from prefect_lite.names import generate_slug
 from prefect_lite.orchestration import admission
 from prefect_lite.schemas import Deployment, FlowRun
+from prefect_lite.settings import get_settings
 from prefect_lite.states import Scheduled
 from prefect_lite.storage import runs
-
-MAX_RUN_NAME_LENGTH = 200
-MAX_IDEMPOTENCY_KEY_LENGTH = 500
 
 
 @operation(
@@ -131,8 +135,9 @@ def _create(
     context: dict[str, Any] | None,
     enforce_parameter_schema: bool | None,
 ) -> FlowRun:
+    check_tags(tags, "flow run tags")
     merged = {**deployment.parameters, **(parameters or {})}
-    _check_json(merged, "parameters")
+    _check_size(merged, "parameters (the deployment's defaults with this run's merged over)")
     enforce = (
         deployment.enforce_parameter_schema
         if enforce_parameter_schema is None
@@ -186,15 +191,17 @@ def _create(
     return run
 
 
-def check_required(values: dict[str, Any], schema: dict[str, Any], flow_name: str) -> None:
-    """Every parameter the schema requires has a value (the run will bind them all)."""
-    missing = [name for name in schema.get("required") or [] if name not in values]
-    if missing:
-        names = ", ".join(repr(m) for m in missing)
-        plural = "s" if len(missing) > 1 else ""
-        raise ValidationError(
-            f"flow {flow_name!r} needs a value for parameter{plural} {names}: the "
-            "deployment has no default for it"
+def _check_size(value: Any, what: str) -> None:
+    """JSON values, at most ``max_payload_bytes`` as JSON (``PayloadTooLarge`` past it)."""
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:
+        raise ValidationError(f"{what} must be JSON values: {exc}") from None
+    limit = get_settings().max_payload_bytes
+    if size > limit:
+        raise PayloadTooLarge(
+            f"{what} are {size} bytes as JSON; the limit is {limit} bytes "
+            "(PREFECT_LITE_MAX_PAYLOAD_BYTES)"
         )
 
 

@@ -8,6 +8,7 @@ interval), parameters against the parameter schema, the work pool. Redeploying t
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -17,13 +18,23 @@ import pydantic
 
 from prefect_lite import _time, schedules
 from prefect_lite.api.flows import create_flow, flow_id_for
+from prefect_lite.api.json_schemas import check_schema
+from prefect_lite.api.parameter_checks import check_parameters
 from prefect_lite.api.registry import operation
+from prefect_lite.api.text_limits import (
+    MAX_TEXT_LENGTH,
+    MAX_VERSION_LENGTH,
+    check_length,
+    check_tags,
+)
 from prefect_lite.exceptions import ObjectNotFound, ValidationError
-from prefect_lite.schemas import Deployment, Schedule, WorkPool
+from prefect_lite.redaction import inline_credentials, mask_value
+from prefect_lite.schemas import Deployment, Schedule, WorkPool, check_paging
 from prefect_lite.storage import deployments as store
 from prefect_lite.storage import scheduling
 from prefect_lite.storage.records import NamedRecords
 
+logger = logging.getLogger("prefect_lite.api.deployments")
 DEPLOYMENT_NAMESPACE = uuid.UUID("6f8a9d4c-2b1e-5c3a-8e7f-0a1b2c3d4e5f")
 WORK_POOL_KIND = "work_pool"
 # False: an unknown pool is an error only once some pool is registered (pools arrive with
@@ -63,9 +74,16 @@ def create_deployment(
     """Create the deployment, or update it in place (same id) if ``flow/name`` exists."""
     _check_name(flow_name, "flow name")
     _check_name(name, "deployment name")
+    check_length(description, "deployment description", MAX_TEXT_LENGTH)
+    check_length(version, "deployment version", MAX_VERSION_LENGTH)
+    check_length(work_pool_name, "work pool name")
+    check_length(work_queue_name, "work queue name")
+    tags = check_tags(tags, "deployment tags")
     params = dict(parameters or {})
     _check_json(params, "parameters")
     schema = dict(parameter_openapi_schema or {})
+    if schema:
+        check_schema(schema, "parameter_openapi_schema")
     if enforce_parameter_schema and schema:
         check_parameters(params, schema, flow_name)
     if concurrency_limit is not None and concurrency_limit < 1:
@@ -76,6 +94,7 @@ def create_deployment(
         )
     _check_work_pool(work_pool_name)
     previous = store.get_by_name(f"{flow_name}/{name}")
+    steps = _steps_to_store(list(pull_steps or []), previous, f"{flow_name}/{name}")
     checked = _checked_schedules(schedules or [], previous)
     for schedule in checked:
         if enforce_parameter_schema and schema and schedule.parameters:
@@ -89,7 +108,7 @@ def create_deployment(
             flow_name=flow_name,
             entrypoint=entrypoint,
             path=path,
-            pull_steps=list(pull_steps or []),
+            pull_steps=steps,
             parameters=params,
             parameter_openapi_schema=schema,
             enforce_parameter_schema=enforce_parameter_schema,
@@ -110,32 +129,54 @@ def create_deployment(
         raise ValidationError(_pydantic_message(exc, "deployment")) from None
     create_flow(flow_name)
     store.save(deployment)
-    return deployment
+    return masked(deployment)
 
 
-@operation("GET", "/deployments/{deployment_id}", tag="deployments", role="read")
-def read_deployment(deployment_id: uuid.UUID) -> Deployment:
-    found = store.get_by_id(deployment_id)
-    if found is None:
-        raise ObjectNotFound(f"no deployment with id {deployment_id}")
-    return found
+@operation(
+    "GET",
+    "/deployments/{deployment_id}",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
+def read_deployment(deployment_id: uuid.UUID, include_secrets: bool = False) -> Deployment:
+    """The deployment; credentials in its pull steps masked unless ``include_secrets``
+    (what a worker reads to run it)."""
+    found = _stored(deployment_id)
+    return found if include_secrets else masked(found)
 
 
-@operation("GET", "/deployments/name/{flow_name}/{deployment_name}", tag="deployments", role="read")
-def read_deployment_by_name(flow_name: str, deployment_name: str) -> Deployment:
+@operation(
+    "GET",
+    "/deployments/name/{flow_name}/{deployment_name}",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
+def read_deployment_by_name(
+    flow_name: str, deployment_name: str, include_secrets: bool = False
+) -> Deployment:
     found = store.get_by_name(f"{flow_name}/{deployment_name}")
     if found is None:
         raise ObjectNotFound(f"no deployment named '{flow_name}/{deployment_name}'")
-    return found
+    return found if include_secrets else masked(found)
 
 
-@operation("POST", "/deployments/filter", tag="deployments", role="read")
+@operation(
+    "POST",
+    "/deployments/filter",
+    tag="deployments",
+    role="read",
+    elevated={"include_secrets": "worker"},
+)
 def read_deployments(
-    flow_name: str | None = None, limit: int = 200, offset: int = 0
+    flow_name: str | None = None, limit: int = 200, offset: int = 0, include_secrets: bool = False
 ) -> list[Deployment]:
     """Deployments ordered by full name, optionally of one flow."""
+    check_paging(limit, offset)
     prefix = f"{flow_name}/" if flow_name else ""
-    return store.list_deployments(prefix, limit=max(0, min(limit, 10_000)), offset=max(0, offset))
+    found = store.list_deployments(prefix, limit=limit, offset=offset)
+    return found if include_secrets else [masked(d) for d in found]
 
 
 @operation(
@@ -143,7 +184,7 @@ def read_deployments(
 )
 def delete_deployment(deployment_id: uuid.UUID) -> None:
     """Delete the deployment and its scheduled runs that have not started."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     store.remove(deployment)
     scheduling.delete_unstarted(scheduling.unstarted_auto_runs(deployment.id))
 
@@ -151,11 +192,11 @@ def delete_deployment(deployment_id: uuid.UUID) -> None:
 @operation("POST", "/deployments/{deployment_id}/pause_deployment", tag="deployments", role="admin")
 def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Stop scheduling; unstarted auto-scheduled runs are removed."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     paused = deployment.model_copy(update={"paused": True, "updated": _time.now()})
     store.save(paused)
     scheduling.delete_unstarted(scheduling.unstarted_auto_runs(deployment.id))
-    return paused
+    return masked(paused)
 
 
 @operation(
@@ -163,15 +204,15 @@ def pause_deployment(deployment_id: uuid.UUID) -> Deployment:
 )
 def resume_deployment(deployment_id: uuid.UUID) -> Deployment:
     """Schedule again from now on (nothing missed while paused is made up)."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     resumed = deployment.model_copy(update={"paused": False, "updated": _time.now()})
     store.save(resumed)
-    return resumed
+    return masked(resumed)
 
 
 @operation("GET", "/deployments/{deployment_id}/schedules", tag="deployments", role="read")
 def read_deployment_schedules(deployment_id: uuid.UUID) -> list[Schedule]:
-    return read_deployment(deployment_id).schedules
+    return _stored(deployment_id).schedules
 
 
 @operation(
@@ -181,7 +222,7 @@ def update_deployment_schedule(
     deployment_id: uuid.UUID, schedule_id: uuid.UUID, active: bool | None = None
 ) -> Schedule:
     """Pause (``active=False``) or resume one schedule; the scheduler re-plans at once."""
-    deployment = read_deployment(deployment_id)
+    deployment = _stored(deployment_id)
     found = next((s for s in deployment.schedules if s.id == schedule_id), None)
     if found is None:
         raise ObjectNotFound(f"deployment {deployment.full_name} has no schedule {schedule_id}")
@@ -192,12 +233,51 @@ def update_deployment_schedule(
     return found
 
 
+# ----------------------------------------------------------------------------- credentials
+
+
+def _stored(deployment_id: uuid.UUID) -> Deployment:
+    found = store.get_by_id(deployment_id)
+    if found is None:
+        raise ObjectNotFound(f"no deployment with id {deployment_id}")
+    return found
+
+
+def masked(deployment: Deployment) -> Deployment:
+    """A copy of ``deployment`` with credentials in its pull steps masked."""
+    shown = mask_value(deployment.pull_steps)
+    if shown == deployment.pull_steps:
+        return deployment
+    return deployment.model_copy(update={"pull_steps": shown})
+
+
+def _steps_to_store(
+    steps: list[dict[str, Any]], previous: Deployment | None, full_name: str
+) -> list[dict[str, Any]]:
+    """The pull steps to store: a masked copy of the stored ones sent back (a read, edited
+    elsewhere, then registered again) keeps the stored credentials. Inline credentials are
+    stored as given, with a warning: a Secret block placeholder keeps them out."""
+    resent = previous is not None and steps == mask_value(previous.pull_steps)
+    if previous is not None and resent:
+        return list(previous.pull_steps)
+    inline = inline_credentials(steps, "pull_steps")
+    if inline:
+        logger.warning(
+            "deployment %r stores credentials inline (%s); readers see them masked, but "
+            "prefer a Secret block: {{ prefect.blocks.secret.NAME }}",
+            full_name,
+            ", ".join(inline),
+        )
+    return steps
+
+
 # ----------------------------------------------------------------------------- checks
 
 
 def _check_name(value: object, what: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} must be a non-empty string")
+    check_length(value, what)
     if "/" in value:
         raise ValidationError(f"{what} {value!r} must not contain '/'")
 
@@ -264,86 +344,3 @@ def _pydantic_message(exc: pydantic.ValidationError, what: str) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
     return f"invalid {what}{' ' + where if where else ''}: {first.get('msg')}"
-
-
-# ----------------------------------------------------------------------------- parameters
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-    "array": (list, tuple),
-    "object": (dict,),
-}
-
-
-def check_parameters(values: dict[str, Any], schema: dict[str, Any], flow_name: str) -> None:
-    """Reject names the schema does not list and values of the wrong JSON type."""
-    properties: dict[str, Any] = schema.get("properties") or {}
-    defs: dict[str, Any] = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
-    open_ended = bool(schema.get("additionalProperties"))
-    for key, value in values.items():
-        if key not in properties:
-            if open_ended:
-                continue
-            known = ", ".join(properties) or "none"
-            raise ValidationError(
-                f"flow {flow_name!r} has no parameter {key!r} (its parameters: {known})"
-            )
-        if not _fits(value, properties[key], defs, 0):
-            expected = _describe(properties[key], defs)
-            raise ValidationError(
-                f"parameter {key!r} of flow {flow_name!r} must be {expected}, got {value!r}"
-            )
-
-
-def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        return dict(defs.get(ref.rsplit("/", 1)[-1], {}))
-    return node
-
-
-def _fits(value: Any, node: dict[str, Any], defs: dict[str, Any], depth: int) -> bool:
-    node = _resolve(node, defs)
-    if depth > 32:
-        return True
-    for combinator in ("anyOf", "oneOf"):
-        if combinator in node:
-            return any(_fits(value, option, defs, depth + 1) for option in node[combinator])
-    if "allOf" in node:
-        return all(_fits(value, option, defs, depth + 1) for option in node["allOf"])
-    if "enum" in node and value not in node["enum"]:
-        return False
-    if "const" in node and value != node["const"]:
-        return False
-    kinds = node.get("type")
-    if kinds is None:
-        return True
-    for kind in [kinds] if isinstance(kinds, str) else kinds:
-        allowed = _JSON_TYPES.get(kind)
-        if allowed is None or (isinstance(value, bool) and kind in ("integer", "number")):
-            continue
-        if isinstance(value, allowed):
-            items = node.get("items")
-            if kind == "array" and isinstance(items, dict) and isinstance(value, list | tuple):
-                return all(_fits(v, items, defs, depth + 1) for v in value)
-            return True
-    return False
-
-
-def _describe(node: dict[str, Any], defs: dict[str, Any]) -> str:
-    node = _resolve(node, defs)
-    options = node.get("anyOf") or node.get("oneOf")
-    if options:
-        return " or ".join(_describe(o, defs) for o in options)
-    if "enum" in node:
-        return "one of " + ", ".join(repr(v) for v in node["enum"])
-    kinds = node.get("type")
-    if isinstance(kinds, list):
-        return " or ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in kinds)
-    if isinstance(kinds, str):
-        return f"{'an' if kinds[0] in 'aeiou' else 'a'} {kinds}"
-    return "a valid value"

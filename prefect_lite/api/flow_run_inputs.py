@@ -14,8 +14,11 @@ import re
 import uuid
 from typing import Any
 
+import anyio.to_thread
+
 from prefect_lite.api.flow_runs import read_flow_run
-from prefect_lite.api.registry import operation
+from prefect_lite.api.json_schemas import check_schema
+from prefect_lite.api.registry import operation, served_async
 from prefect_lite.exceptions import (
     ObjectAlreadyExists,
     ObjectNotFound,
@@ -24,12 +27,14 @@ from prefect_lite.exceptions import (
 )
 from prefect_lite.schemas import JSON_TYPES_HINT, RunInput, json_value_problem
 from prefect_lite.settings import get_settings
-from prefect_lite.storage import inputs
+from prefect_lite.storage import async_waits, inputs
 
 MAX_KEY_LENGTH = 255
 MAX_FILTER_LIMIT = 1000
 MAX_WAIT_SECONDS = inputs.MAX_BLOCK_SECONDS
 _BAD_KEY_CHARS = re.compile(r"[/\x00-\x1f\x7f]")
+# The input schema a paused run stores (``keyset_from_paused_state``): checked on the way in.
+_SCHEMA_KEY = re.compile(r"^(paused|suspended)-.+-schema$", re.IGNORECASE)
 
 
 def check_input_key(key: object) -> str:
@@ -66,6 +71,8 @@ def store_input(record: RunInput, overwrite: bool = False) -> RunInput:
     """Check and store one input of an existing run (shared with the resume handler)."""
     check_input_key(record.key)
     check_input_value(record.key, record.value)
+    if _SCHEMA_KEY.match(record.key):
+        check_schema(record.value, f"input schema {record.key!r}")
     if not inputs.put(record, overwrite=overwrite):
         raise ObjectAlreadyExists(
             f"flow run {record.flow_run_id} already has an input with key {record.key!r}"
@@ -123,12 +130,47 @@ def filter_flow_run_input(
     """Inputs whose key starts with ``key_prefix``, oldest first, leaving out
     ``exclude_keys``. With ``wait_seconds`` (at most 10) and none matching yet, wait that
     long for one to be created."""
+    _check_filter(limit, wait_seconds)
+    if wait_seconds > 0:
+        read_flow_run(flow_run_id)  # never block on a run that does not exist
+    return inputs.select(flow_run_id, key_prefix, limit, exclude_keys or (), wait_seconds)
+
+
+@served_async(filter_flow_run_input)
+async def filter_flow_run_input_async(
+    flow_run_id: uuid.UUID,
+    key_prefix: str = "",
+    limit: int = 1,
+    exclude_keys: list[str] | None = None,
+    wait_seconds: float = 0.0,
+) -> list[RunInput]:
+    """``filter_flow_run_input`` waiting on the event loop (the HTTP server's): each check
+    takes a thread briefly, the wait between them none."""
+    _check_filter(limit, wait_seconds)
+    excluded = exclude_keys or ()
+
+    def select() -> list[RunInput]:
+        return inputs.select(flow_run_id, key_prefix, limit, excluded, 0.0)
+
+    if wait_seconds <= 0:
+        return await anyio.to_thread.run_sync(select)
+    await anyio.to_thread.run_sync(read_flow_run, flow_run_id)
+    found: list[RunInput] = []
+
+    async def matched() -> bool:
+        nonlocal found
+        found = await anyio.to_thread.run_sync(select)
+        return bool(found)
+
+    channel = async_waits.input_channel(str(flow_run_id))
+    await async_waits.wait_until(channel, matched, wait_seconds)
+    return found
+
+
+def _check_filter(limit: int, wait_seconds: float) -> None:
     if not 1 <= limit <= MAX_FILTER_LIMIT:
         raise ValidationError(f"limit must be between 1 and {MAX_FILTER_LIMIT}, not {limit}")
     if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
         raise ValidationError(
             f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS:g}, not {wait_seconds}"
         )
-    if wait_seconds > 0:
-        read_flow_run(flow_run_id)  # never block on a run that does not exist
-    return inputs.select(flow_run_id, key_prefix, limit, exclude_keys or (), wait_seconds)

@@ -9,6 +9,12 @@ from typing import Any
 from prefect_lite import _time
 from prefect_lite.api.flows import create_flow
 from prefect_lite.api.registry import operation
+from prefect_lite.api.text_limits import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_RUN_NAME_LENGTH,
+    check_length,
+    check_tags,
+)
 from prefect_lite.exceptions import ObjectNotFound
 from prefect_lite.names import generate_slug
 from prefect_lite.schemas import EmpiricalPolicy, FlowRun, OrchestrationResult, check_paging
@@ -43,6 +49,11 @@ def create_flow_run(
 ) -> FlowRun:
     """Create a flow run (the flow record too, if new). An idempotency key returns the
     run created earlier with the same key."""
+    check_length(name, "flow run name", MAX_RUN_NAME_LENGTH)
+    check_length(work_pool_name, "work pool name")
+    check_length(work_queue_name, "work queue name")
+    check_length(idempotency_key, "idempotency key", MAX_IDEMPOTENCY_KEY_LENGTH)
+    tags = check_tags(tags, "flow run tags")
     flow = create_flow(flow_name)
     state = state or Pending()
     run = FlowRun(
@@ -151,6 +162,10 @@ def update_flow_run(
     infrastructure_pid: int | None = None,
     tags: list[str] | None = None,
 ) -> None:
+    check_length(name, "flow run name", MAX_RUN_NAME_LENGTH)
+    check_length(worker_name, "worker name")
+    if tags is not None:
+        tags = check_tags(tags, "flow run tags")
     read_flow_run(flow_run_id)
     fields = {
         k: v

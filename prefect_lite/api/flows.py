@@ -1,17 +1,27 @@
-"""Flow records: one per flow name, with an id derived from the name."""
+"""Flow records: one per flow name, with an id derived from the name.
+
+Each process remembers the flow records it created or found (``create_flow`` is on every
+run's path), at most ``KNOWN_FLOWS`` of them, least recently used forgotten first: a
+server asked to create runs of ever new flow names keeps a bounded cache.
+"""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 
 from prefect_lite.api.registry import operation
+from prefect_lite.api.text_limits import check_length, check_tags
 from prefect_lite.exceptions import ObjectNotFound
 from prefect_lite.schemas import Flow, check_paging
 from prefect_lite.storage.records import NamedRecords
 
 FLOW_NAMESPACE = uuid.UUID("5d1e7a3e-57b1-4b59-9a55-3c2f5a0b8f11")
 flows: NamedRecords[Flow] = NamedRecords("flow", Flow)
-_known: dict[str, Flow] = {}
+KNOWN_FLOWS = 1024
+_known: OrderedDict[str, Flow] = OrderedDict()
+_known_lock = threading.Lock()
 
 
 def flow_id_for(name: str) -> uuid.UUID:
@@ -22,15 +32,22 @@ def flow_id_for(name: str) -> uuid.UUID:
 @operation("POST", "/flows/", tag="flows", role="worker")
 def create_flow(name: str, tags: list[str] | None = None) -> Flow:
     """Create the flow record if absent; return it (idempotent)."""
-    cached = _known.get(name)
-    if cached is not None:
-        return cached
-    record = Flow(id=flow_id_for(name), name=name, tags=tags or [])
+    check_length(name, "flow name")
+    tags = check_tags(tags, "flow tags")
+    with _known_lock:
+        cached = _known.get(name)
+        if cached is not None:
+            _known.move_to_end(name)
+            return cached
+    record = Flow(id=flow_id_for(name), name=name, tags=tags)
     if not flows.create(name, record):
         record = flows.get(name) or record
     else:
         flows.set_alias(str(record.id), name)
-    _known[name] = record
+    with _known_lock:
+        _known[name] = record
+        while len(_known) > KNOWN_FLOWS:
+            _known.popitem(last=False)
     return record
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from prefect_lite.api.registry import operation
-from prefect_lite.schemas import Log
+from prefect_lite.schemas import Log, check_paging
 from prefect_lite.storage import logs as log_store
 
 
@@ -22,4 +22,7 @@ def read_logs(
     task_run_id: uuid.UUID | None = None,
     min_level: int = 0,
 ) -> list[Log]:
+    """Logs of a flow run, oldest first, from position ``offset``: at most ``limit``
+    (1..10,000) of them."""
+    check_paging(limit, offset)
     return log_store.read_logs(flow_run_id, offset, limit, task_run_id, min_level)

@@ -23,16 +23,17 @@ import time
 import uuid
 from typing import Any
 
-import jsonschema
+import anyio.to_thread
 
 from prefect_lite import _time
 from prefect_lite.api.flow_run_inputs import check_input_value, store_input
 from prefect_lite.api.flow_runs import read_flow_run
-from prefect_lite.api.registry import operation
+from prefect_lite.api.json_schemas import validation_error, validator
+from prefect_lite.api.registry import operation, served_async
 from prefect_lite.exceptions import FlowPauseTimeout, NotPausedError, ValidationError
 from prefect_lite.schemas import FlowRun, OrchestrationResult, RunInput
 from prefect_lite.states import AwaitingRetry, Failed, Running, State, StateType
-from prefect_lite.storage import inputs, runs
+from prefect_lite.storage import async_waits, inputs, runs
 
 MAX_ATTEMPTS = 5  # re-decisions after a stale proposal (another writer changed the run)
 WAIT_SLICE_SECONDS = 2.0  # how often a waiter re-reads the state (e.g. cancelled meanwhile)
@@ -117,15 +118,12 @@ def _check_run_input(run: FlowRun, keyset: dict[str, str], run_input: Any) -> An
             f"input, not {type(run_input).__name__}"
         )
     try:
-        jsonschema.validate(run_input, schema)
-    except jsonschema.ValidationError as exc:
-        where = ".".join(str(p) for p in exc.absolute_path)
-        raise ValidationError(
-            f"invalid run input for flow run {run.id}"
-            f"{f' at {where!r}' if where else ''}: {exc.message}"
-        ) from None
-    except jsonschema.SchemaError as exc:
-        raise ValidationError(f"the stored input schema is invalid: {exc.message}") from None
+        checker = validator(schema, "the stored input schema")
+    except ValidationError as exc:
+        raise ValidationError(f"flow run {run.id} cannot be resumed with input: {exc}") from None
+    problem = validation_error(checker, run_input)
+    if problem is not None:
+        raise ValidationError(f"invalid run input for flow run {run.id} {problem}")
     return run_input
 
 
@@ -175,10 +173,7 @@ def resume_flow_run(flow_run_id: uuid.UUID, run_input: Any = None) -> Orchestrat
 @operation("POST", "/flow_runs/{flow_run_id}/resume/wait", tag="flow_runs", role="read")
 def wait_for_flow_run_resume(flow_run_id: uuid.UUID, timeout: float = 10.0) -> State | None:
     """Wait up to ``timeout`` seconds (at most 10) while the run is paused; its state then."""
-    if not 0 <= timeout <= inputs.MAX_BLOCK_SECONDS:
-        raise ValidationError(
-            f"timeout must be between 0 and {inputs.MAX_BLOCK_SECONDS:g} seconds, not {timeout}"
-        )
+    _check_wait(timeout)
     deadline = time.monotonic() + timeout
     while True:
         state = read_flow_run(flow_run_id).state
@@ -186,3 +181,30 @@ def wait_for_flow_run_resume(flow_run_id: uuid.UUID, timeout: float = 10.0) -> S
         if state is None or state.type is not StateType.PAUSED or remaining <= 0:
             return state
         inputs.wait_resume_token(flow_run_id, min(remaining, WAIT_SLICE_SECONDS))
+
+
+@served_async(wait_for_flow_run_resume)
+async def wait_for_flow_run_resume_async(
+    flow_run_id: uuid.UUID, timeout: float = 10.0
+) -> State | None:
+    """``wait_for_flow_run_resume`` on the event loop (the HTTP server's), woken by the
+    run's state changes."""
+    _check_wait(timeout)
+    state: State | None = None
+
+    async def left_pause() -> bool:
+        nonlocal state
+        state = (await anyio.to_thread.run_sync(read_flow_run, flow_run_id)).state
+        return state is None or state.type is not StateType.PAUSED
+
+    if await left_pause() or timeout <= 0:
+        return state
+    await async_waits.wait_until(async_waits.run_channel(str(flow_run_id)), left_pause, timeout)
+    return state
+
+
+def _check_wait(timeout: float) -> None:
+    if not 0 <= timeout <= inputs.MAX_BLOCK_SECONDS:
+        raise ValidationError(
+            f"timeout must be between 0 and {inputs.MAX_BLOCK_SECONDS:g} seconds, not {timeout}"
+        )

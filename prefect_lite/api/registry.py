@@ -13,7 +13,7 @@ needs ``admin``, so a forgotten declaration fails closed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -37,6 +37,10 @@ class Operation:
 
 
 OPERATIONS: dict[str, Operation] = {}
+# Operation name -> a coroutine function with the same parameters the HTTP server awaits
+# instead of running the sync handler in a thread (waits that must not hold a thread).
+ASYNC_HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {}
+A = TypeVar("A", bound=Callable[..., Awaitable[Any]])
 
 
 def operation(
@@ -66,6 +70,17 @@ def operation(
             elevated=extra,
             role_declared=role is not None,
         )
+        return fn
+
+    return register
+
+
+def served_async(sync_fn: Callable[..., Any]) -> Callable[[A], A]:
+    """Register ``fn`` as what the HTTP server awaits for the operation ``sync_fn`` is;
+    in-process callers keep calling ``sync_fn``."""
+
+    def register(fn: A) -> A:
+        ASYNC_HANDLERS[sync_fn.__name__] = fn
         return fn
 
     return register

@@ -7,6 +7,7 @@ import sys
 import click
 import pydantic
 
+from prefect_lite.cli._output import shown
 from prefect_lite.exceptions import PrefectLiteError, UserError
 
 
@@ -17,6 +18,7 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
         click.echo("Aborted.", err=True)
         return 1
     except click.ClickException as exc:
+        exc.message = shown(exc.message)  # type: ignore[misc]  # it may echo what was typed
         exc.show()
         return exc.exit_code
     except click.exceptions.Exit as exc:
@@ -27,7 +29,7 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or exc.title
-        click.echo(f"Error: invalid {where}: {first.get('msg')}", err=True)
+        click.echo(f"Error: invalid {shown(where)}: {shown(first.get('msg'))}", err=True)
         return 1
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -36,7 +38,7 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "unknown error"
+    return shown(" ".join(text.split())) or "unknown error"
 
 
 def fail(message: str) -> None:

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from prefect_lite.cli._output import shown
 from prefect_lite.settings import get_settings, setting_sources
 
 
@@ -25,4 +26,4 @@ def view(as_json: bool) -> None:
         return
     width = max(len(n) for n, _, _ in rows)
     for name, value, source in rows:
-        click.echo(f"{name.ljust(width)} = {value}  ({source})")
+        click.echo(f"{name.ljust(width)} = {shown(value)}  ({source})")

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from prefect_lite import _time, schedules
-from prefect_lite.cli._output import fmt_time, print_json, print_record, print_table
+from prefect_lite.cli._output import fmt_time, print_json, print_record, print_table, shown
 from prefect_lite.cli.deployment_run import run as run_command
 from prefect_lite.client import get_client
 from prefect_lite.exceptions import UserError
@@ -89,7 +89,7 @@ def pause(name: str) -> None:
     """Stop scheduling runs (unstarted scheduled runs are removed)."""
     with get_client(sync_client=True) as client:
         found = client.pause_deployment(read_deployment(client, name).id)
-    click.echo(f"Paused deployment '{found.full_name}'.")
+    click.echo(f"Paused deployment '{shown(found.full_name)}'.")
 
 
 @deployment.command("resume")
@@ -98,7 +98,7 @@ def resume(name: str) -> None:
     """Schedule runs again, from now on."""
     with get_client(sync_client=True) as client:
         found = client.resume_deployment(read_deployment(client, name).id)
-    click.echo(f"Resumed deployment '{found.full_name}'.")
+    click.echo(f"Resumed deployment '{shown(found.full_name)}'.")
 
 
 @deployment.command("delete")
@@ -108,7 +108,7 @@ def delete(name: str) -> None:
     with get_client(sync_client=True) as client:
         found = read_deployment(client, name)
         client.delete_deployment(found.id)
-    click.echo(f"Deleted deployment '{found.full_name}'.")
+    click.echo(f"Deleted deployment '{shown(found.full_name)}'.")
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -164,7 +164,9 @@ def _set_active(name: str, which: str, active: bool) -> None:
         chosen = _pick(found, which)
         client.update_deployment_schedule(found.id, chosen.id, active=active)
     verb = "Resumed" if active else "Paused"
-    click.echo(f"{verb} schedule {schedules.describe(chosen)} of '{found.full_name}'.")
+    click.echo(
+        f"{verb} schedule {shown(schedules.describe(chosen))} of '{shown(found.full_name)}'."
+    )
 
 
 @schedule.command("pause")
@@ -200,7 +202,9 @@ def preview(name: str, count: int, as_json: bool) -> None:
                     for t, local, s in rows])  # fmt: skip
         return
     if not rows:
-        click.echo(f"Deployment '{found.full_name}' has no active schedule with future runs.")
+        click.echo(
+            f"Deployment '{shown(found.full_name)}' has no active schedule with future runs."
+        )
         return
     title = f"Next runs of {found.full_name}" + (" (paused)" if found.paused else "")
     print_table(

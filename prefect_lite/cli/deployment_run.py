@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from prefect_lite import _time
-from prefect_lite.cli._output import print_json
+from prefect_lite.cli._output import print_json, shown, shown_lines
 from prefect_lite.cli.deploy import parse_params
 from prefect_lite.client import get_client
 from prefect_lite.deployments.start_checks import start_problem
@@ -88,11 +88,14 @@ def run(
             if as_json:
                 print_json(created)
             else:
-                click.echo(f"Created flow run '{created.name}' of deployment '{name}'.")
+                click.echo(
+                    f"Created flow run '{shown(created.name)}' of deployment '{shown(name)}'."
+                )
                 click.echo(str(created.id))
             return
         click.echo(
-            f"Created flow run '{created.name}' ({created.id}) of deployment '{name}'.",
+            f"Created flow run '{shown(created.name)}' ({created.id}) of deployment "
+            f"'{shown(name)}'.",
             err=as_json,
         )
         problem = start_problem(client, created)
@@ -110,7 +113,7 @@ def run(
     if state.type is not StateType.COMPLETED:
         detail = f": {state.message}" if state.message else ""
         raise UserError(f"flow run '{final.name}' ended {_name(state)}{detail}")
-    click.echo(f"Flow run '{final.name}' finished: {_name(state)}.", err=as_json)
+    click.echo(f"Flow run '{shown(final.name)}' finished: {_name(state)}.", err=as_json)
 
 
 class Watcher:
@@ -174,7 +177,7 @@ class Watcher:
 
     def show(self, states: list[State], logs: list[Log]) -> None:
         lines = [(s.timestamp, f"{_clock(s.timestamp)} | {'State':<8} | {_name(s)}"
-                  + (f": {s.message}" if s.message else "")) for s in states]  # fmt: skip
+                  + (f": {shown(s.message)}" if s.message else "")) for s in states]  # fmt: skip
         lines += [(log.timestamp, _log_line(log)) for log in logs]
         lines.sort(key=lambda line: line[0])
         for _, text in lines:
@@ -183,7 +186,7 @@ class Watcher:
 
 def _log_line(log: Log) -> str:
     level = logging.getLevelName(log.level)
-    return f"{_clock(log.timestamp)} | {level:<8} | {log.name} - {log.message}"
+    return f"{_clock(log.timestamp)} | {level:<8} | {shown(log.name)} - {shown_lines(log.message)}"
 
 
 def _clock(when: Any) -> str:
@@ -191,7 +194,7 @@ def _clock(when: Any) -> str:
 
 
 def _name(state: State | None) -> str:
-    return "without a state" if state is None else str(state.name or state.type.value)
+    return "without a state" if state is None else shown(state.name or state.type.value)
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:

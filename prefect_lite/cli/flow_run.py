@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from prefect_lite.cli._errors import fail
-from prefect_lite.cli._output import fmt_time, print_json, print_record, print_table
+from prefect_lite.cli._output import (
+    fmt_time,
+    json_line,
+    print_json,
+    print_record,
+    print_table,
+    shown,
+    shown_lines,
+)
 from prefect_lite.client import get_client
 from prefect_lite.states import StateType
 
@@ -114,7 +122,7 @@ def logs(flow_run_id: str, follow: bool, as_json: bool) -> None:
             batch = client.read_logs(run_id, offset=offset, limit=1000)
             offset += len(batch)
             for log in batch:
-                click.echo(log.model_dump_json() if as_json else _log_line(log))
+                click.echo(json_line(log) if as_json else _log_line(log))
             if len(batch) == 1000:
                 continue
             if not follow or (run.state is not None and run.state.is_final()):
@@ -127,7 +135,8 @@ def _log_line(log: Any) -> str:
     import logging
 
     when = log.timestamp.strftime("%H:%M:%S.%f")[:-3]
-    return f"{when} | {logging.getLevelName(log.level):<8} | {log.name} - {log.message}"
+    level = logging.getLevelName(log.level)
+    return f"{when} | {level:<8} | {shown(log.name)} - {shown_lines(log.message)}"
 
 
 @flow_run.command("cancel")
@@ -137,5 +146,5 @@ def cancel(flow_run_id: str, message: str | None) -> None:
     """Cancel a flow run: at once if it has not started, else its worker stops it."""
     with get_client(sync_client=True) as client:
         answer = client.cancel_flow_run(parse_run_id(flow_run_id), message=message)
-    shown = answer.state.name if answer.state is not None else "unknown"
-    click.echo(f"Flow run {flow_run_id} is {shown}.")
+    state = shown(answer.state.name) if answer.state is not None else "unknown"
+    click.echo(f"Flow run {flow_run_id} is {state}.")

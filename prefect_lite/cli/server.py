@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from prefect_lite.settings import get_settings
+from prefect_lite.settings import get_settings, mask_url
 
 
 @click.group()
@@ -49,7 +49,8 @@ def status() -> None:
         return
     embedded = EmbeddedRedis(settings.home)
     if embedded.is_running():
-        click.echo(f"Embedded Redis running: pid {embedded.pid()} at {embedded.url()}")
+        shown = mask_url(embedded.url() or "")
+        click.echo(f"Embedded Redis running: pid {embedded.pid()} at {shown}")
     else:
         click.echo(f"Embedded Redis not running (home {settings.home}).")
 

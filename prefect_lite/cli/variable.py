@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from prefect_lite.cli._output import fmt_time, print_json, print_table
+from prefect_lite.cli._output import fmt_time, json_line, print_json, print_table, shown
 from prefect_lite.client import get_client
 
 
@@ -43,11 +43,13 @@ def set_(name: str, value: str, tags: tuple[str, ...], overwrite: bool) -> None:
 
 @variable.command("get")
 @click.argument("name")
-def get(name: str) -> None:
-    """Print the value of NAME."""
+@click.option("--json", "as_json", is_flag=True, help="Print the value as JSON (exact).")
+def get(name: str, as_json: bool) -> None:
+    """Print the value of NAME (control characters shown as escapes; --json for the exact
+    value)."""
     with get_client(sync_client=True) as client:
         found = client.read_variable_by_name(name)
-    click.echo(show_value(found.value))
+    click.echo(json_line(found.value) if as_json else shown(show_value(found.value)))
 
 
 @variable.command("ls")

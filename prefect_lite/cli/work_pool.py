@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from prefect_lite.cli._output import fmt_time, print_json, print_table
+from prefect_lite.cli._output import fmt_time, print_json, print_table, shown
 from prefect_lite.client import get_client
 from prefect_lite.schemas import Worker
 
@@ -70,7 +70,7 @@ def inspect(name: str, as_json: bool) -> None:
         return
     pool = status.pool
     click.echo(
-        f"Work pool {pool.name!r} (type {pool.type}){' - PAUSED' if pool.paused else ''}: "
+        f"Work pool {pool.name!r} (type {shown(pool.type)}){' - PAUSED' if pool.paused else ''}: "
         f"{status.active} active run(s), limit {_limit(pool.concurrency_limit)}, "
         f"{status.waiting} waiting for a slot"
     )

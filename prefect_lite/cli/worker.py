@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -58,6 +59,42 @@ def worker() -> None:
 @click.option("--runs-per-process", type=click.IntRange(min=1), default=100, show_default=True,
               help="Runs one process executes (one after another) before a fresh one "
                    "replaces it; 1: a fresh process for every run.")  # fmt: skip
+@click.option(
+    "--allow-custom-steps",
+    is_flag=True,
+    default=None,
+    help="Let pull steps call any importable function, not only the built-in steps.",
+)
+@click.option(
+    "--allowed-step",
+    "allowed_steps",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these pull steps (repeatable; e.g. git_clone).",
+)
+@click.option(
+    "--allowed-git-url",
+    "allowed_git_urls",
+    multiple=True,
+    metavar="PREFIX",
+    help="git_clone only from URLs starting with PREFIX (repeatable).",
+)
+@click.option(
+    "--allowed-code-path",
+    "allowed_code_paths",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False, resolve_path=True),
+    help="Load flow code only from inside DIR (repeatable; git clones count).",
+)
+@click.option(
+    "--allow-entrypoint-escape",
+    is_flag=True,
+    default=None,
+    help="Let entrypoints lie outside their deployment's path.",
+)
+@click.option("--allow-file-urls", is_flag=True, default=None,
+              help="Let git_clone clone local file:// repositories.")  # fmt: skip
 def start(
     pool: str,
     queues: tuple[str, ...],
@@ -67,12 +104,20 @@ def start(
     cancel_grace_seconds: float,
     warm: int,
     runs_per_process: int,
+    **allowed: Any,
 ) -> None:
-    """Run a worker in this process until SIGTERM or Ctrl-C (twice: at once)."""
+    """Run a worker in this process until SIGTERM or Ctrl-C (twice: at once).
+
+    Runs execute only the built-in pull steps and code inside their deployment's path
+    unless the options above (or PREFECT_LITE_WORKER_* settings) allow more."""
+    from prefect_lite.deployments.policy import ExecutionPolicy
+    from prefect_lite.logging.configuration import VisibleFormatter
     from workers.shutdown import ExitNow, Shutdown
     from workers.worker import Worker, WorkerOptions
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)-7s | %(message)s")
+    console = logging.StreamHandler()
+    console.setFormatter(VisibleFormatter("%(asctime)s | %(levelname)-7s | %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[console])
     options = WorkerOptions(
         pool=pool,
         queues=list(queues),
@@ -82,6 +127,7 @@ def start(
         runs_per_process=runs_per_process,
         cancel_grace_seconds=cancel_grace_seconds,
         shutdown_grace_seconds=shutdown_grace_seconds,
+        policy=ExecutionPolicy.from_settings(**allowed),
     )
     running = Worker(options)
     shutdown = Shutdown(running)

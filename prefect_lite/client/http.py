@@ -16,6 +16,7 @@ import datetime
 import enum
 import inspect
 import re
+import time
 import types
 import typing
 import uuid
@@ -37,12 +38,14 @@ from prefect_lite.exceptions import (
     PermissionDenied,
     PrefectLiteError,
     StoreUnavailable,
+    TooManyRequests,
     UserError,
     ValidationError,
 )
 
 PATH_PARAM = re.compile(r"{(\w+)}")
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
+RETRIES_ON_429 = 5
 _SCALARS = (str, int, float, bool, uuid.UUID, datetime.datetime, datetime.date, enum.Enum)
 _JSON = {"content-type": "application/json"}
 
@@ -133,7 +136,7 @@ class HTTPTransport:
             else:
                 params = {k: _query_value(k in shape.json_query, v) for k, v in args.items()}
                 request = self._http.build_request(op.method, path, params=params)
-            response = self._http.send(request)
+            response = self._send(request)
         except httpx.TimeoutException as exc:
             raise StoreUnavailable(
                 f"the API at {self.api_url} did not answer in time ({type(exc).__name__})"
@@ -148,6 +151,24 @@ class HTTPTransport:
         if shape.returns is None or response.status_code == 204 or not response.content:
             return None
         return shape.returns.validate_json(response.content)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send, waiting out a few "too many requests" answers (the server's cap on waits
+        in progress) as long as the server's ``Retry-After`` says."""
+        for _ in range(RETRIES_ON_429):
+            response = self._http.send(request)
+            if response.status_code != 429:
+                return response
+            response.close()
+            time.sleep(_retry_after(response))
+        return self._http.send(request)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(max(float(response.headers.get("retry-after", "1")), 0.1), 5.0)
+    except ValueError:
+        return 1.0
 
 
 def _to_json(operation: str, payload: dict[str, Any]) -> bytes:
@@ -196,6 +217,8 @@ def _error_for(response: httpx.Response, api_url: str) -> Exception:
         return PayloadTooLarge(detail)
     if status == 422:
         return ValidationError(detail)
+    if status == 429:
+        return TooManyRequests(detail)
     if status == 503:
         return StoreUnavailable(detail)
     if status < 500:

@@ -227,11 +227,17 @@ class SyncPrefectClient:
         ``create_deployment`` for the fields."""
         return self._call("create_deployment", flow_name=flow_name, name=name, **fields)
 
-    def read_deployment(self, deployment_id: uuid.UUID) -> Deployment:
-        return self._call("read_deployment", deployment_id=deployment_id)
+    def read_deployment(
+        self, deployment_id: uuid.UUID, include_secrets: bool = False
+    ) -> Deployment:
+        """The deployment; credentials in its pull steps masked unless ``include_secrets``
+        (what a worker needs to run it)."""
+        return self._call(
+            "read_deployment", deployment_id=deployment_id, include_secrets=include_secrets
+        )
 
     def read_deployment_by_name(self, name: str) -> Deployment:
-        """``name`` is ``flow-name/deployment-name``."""
+        """``name`` is ``flow-name/deployment-name`` (credentials masked)."""
         flow_name, _, deployment_name = name.partition("/")
         if not flow_name or not deployment_name:
             from prefect_lite.exceptions import ValidationError

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect_lite import states
-from prefect_lite.exceptions import MissingResult, ObjectNotFound
+from prefect_lite.exceptions import MissingResult, ObjectNotFound, ResultSignatureError
 from prefect_lite.serializers import get_serializer
 from prefect_lite.settings import get_settings
 
@@ -66,7 +66,10 @@ def load_result_ref(ref: states.ResultRef) -> Any:
         raise MissingResult(
             f"result {ref.key!r} was written with serializer {ref.serializer!r}, unknown here"
         ) from None
-    return serializer.loads(read_blob(ref.storage, ref.key))
+    try:
+        return serializer.loads(read_blob(ref.storage, ref.key))
+    except ResultSignatureError as exc:
+        raise ResultSignatureError(f"result {ref.key!r} ({ref.storage}): {exc}") from None
 
 
 def install_default_loader() -> None:

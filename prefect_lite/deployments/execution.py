@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any
 
 from prefect_lite import _time
+from prefect_lite.deployments.policy import ExecutionPolicy
 from prefect_lite.engine import recorder
 from prefect_lite.engine.extensions import flush_logs
 from prefect_lite.engine.flow_engine import FlowRunEngine
@@ -174,31 +175,41 @@ class LeasedClient:
         return state.message
 
 
-def load_deployment_flow(deployment: Deployment) -> Any:
-    """The deployment's flow: pull steps (or its ``path``), then its entrypoint; the working
-    directory becomes the code's directory."""
+def load_deployment_flow(deployment: Deployment, policy: ExecutionPolicy | None = None) -> Any:
+    """The deployment's flow: pull steps (or its ``path``), then its entrypoint, as
+    ``policy`` (default: this process's settings) allows; the working directory becomes
+    the code's directory. Steps and entrypoint are refused before anything runs."""
     from prefect_lite.deployments.base import load_flow
+    from prefect_lite.deployments.git import clone_cache_dir
     from prefect_lite.deployments.steps import run_steps
 
+    policy = policy or ExecutionPolicy.from_settings()
     if not deployment.entrypoint:
         raise EntrypointError(f"deployment {deployment.full_name!r} has no entrypoint")
     base = Path(deployment.path) if deployment.path else Path.cwd()
     if deployment.pull_steps:
-        outputs = run_steps(deployment.pull_steps)
+        outputs = run_steps(deployment.pull_steps, policy)
         base = Path(str(outputs.get("directory") or os.getcwd()))
     if not base.is_dir():
         raise EntrypointError(
             f"the code of deployment {deployment.full_name!r} should be in {str(base)!r}, "
             "which is not a directory on this machine"
         )
+    base = policy.check_code_directory(base, clone_cache_dir())
+    policy.check_entrypoint(deployment.entrypoint, base)
     os.chdir(base)
     return load_flow(deployment.entrypoint, base)
 
 
 def execute_flow_run(
-    flow_run_id: str, lease: str, lease_seconds: float, worker_name: str | None = None
+    flow_run_id: str,
+    lease: str,
+    lease_seconds: float,
+    worker_name: str | None = None,
+    policy: ExecutionPolicy | None = None,
 ) -> State | None:
-    """One attempt of a claimed (PENDING, leased) flow run; its state afterwards."""
+    """One attempt of a claimed (PENDING, leased) flow run; its state afterwards. What
+    code it may run is ``policy`` (default: this process's settings)."""
     client = LeasedClient(engine_client(), flow_run_id, lease, lease_seconds)
     # The run is this process's now (PENDING, leased): ride out a store blip from here on.
     run: FlowRun = ride_out(
@@ -207,14 +218,14 @@ def execute_flow_run(
     try:
         dep_id = run.deployment_id
         deployment = (
-            ride_out(lambda: client.read_deployment(dep_id), "loading its deployment")
+            ride_out(lambda: read_deployment_to_run(client, dep_id), "loading its deployment")
             if dep_id
             else None
         )
         os.environ.update(run_environment(run, deployment))
         if deployment is None:
             raise EntrypointError("the flow run has no deployment to load its flow from")
-        flow = load_deployment_flow(deployment)
+        flow = load_deployment_flow(deployment, policy)
         parameters = flow.signature.bind((), dict(run.parameters))
     except Abort:
         return _finish(client, run, Cancelled(message=TERMINATED))
@@ -268,16 +279,22 @@ def _finish(client: LeasedClient, run: FlowRun, state: State) -> State:
     return answer.state if answer.state is not None else state
 
 
-def run_crashed_hooks(flow_run_id: str) -> bool:
+def read_deployment_to_run(client: Any, deployment_id: uuid.UUID) -> Deployment:
+    """The deployment as stored, credentials unmasked (the pull steps need them)."""
+    deployment: Deployment = client.read_deployment(deployment_id, include_secrets=True)
+    return deployment
+
+
+def run_crashed_hooks(flow_run_id: str, policy: ExecutionPolicy | None = None) -> bool:
     """Run the on_crashed hooks of a crashed run (its process is gone); True if the flow
     could be loaded and the run is CRASHED."""
     client = engine_client()
     run: FlowRun = client.read_flow_run(uuid.UUID(flow_run_id))
     if run.state is None or run.state.type is not StateType.CRASHED or not run.deployment_id:
         return False
-    deployment = client.read_deployment(run.deployment_id)
+    deployment = read_deployment_to_run(client, run.deployment_id)
     os.environ.update(run_environment(run, deployment))
-    flow = load_deployment_flow(deployment)
+    flow = load_deployment_flow(deployment, policy)
     hooks = list(getattr(flow, "on_crashed_hooks", []) or [])
     if hooks:
         from prefect_lite.engine.extensions import flow_logger
@@ -289,18 +306,24 @@ def run_crashed_hooks(flow_run_id: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m prefect_lite.deployments.execution run RUN_ID LEASE LEASE_SECONDS`` or
-    ``... hooks RUN_ID``: what a runner's child process does."""
+    """``python -m prefect_lite.deployments.execution run RUN_ID LEASE LEASE_SECONDS
+    [POLICY]`` or ``... hooks RUN_ID [POLICY]`` (``POLICY``: ``ExecutionPolicy`` as JSON,
+    default the settings): what a runner's child process does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
-    if len(argv) == 2 and argv[0] == "hooks":
-        run_crashed_hooks(argv[1])
+    if argv[:1] == ["hooks"] and len(argv) in (2, 3):
+        run_crashed_hooks(argv[1], _policy_argument(argv[2:]))
         return 0
-    if len(argv) != 4 or argv[0] != "run":
-        print("usage: run RUN_ID LEASE LEASE_SECONDS | hooks RUN_ID", file=sys.stderr)
+    if argv[:1] != ["run"] or len(argv) not in (4, 5):
+        print("usage: run RUN_ID LEASE LEASE_SECONDS [POLICY] | hooks RUN_ID [POLICY]",
+              file=sys.stderr)  # fmt: skip
         return 2
     install_termination_handler()
-    execute_flow_run(argv[1], argv[2], float(argv[3]))
+    execute_flow_run(argv[1], argv[2], float(argv[3]), policy=_policy_argument(argv[4:]))
     return 0
+
+
+def _policy_argument(rest: list[str]) -> ExecutionPolicy | None:
+    return ExecutionPolicy.from_json(rest[0]) if rest else None
 
 
 if __name__ == "__main__":

@@ -25,12 +25,14 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from prefect_lite import _time
 from prefect_lite.client import get_client
 from prefect_lite.deployments.base import RunnerDeployment, is_flow, to_deployment
+from prefect_lite.deployments.policy import ExecutionPolicy
 from prefect_lite.settings import get_settings
 from prefect_lite.states import Pending, StateType
 
@@ -52,9 +54,15 @@ class Runner:
     """Serves deployments from this process; ``run_once()`` is one pass of the loop."""
 
     def __init__(
-        self, limit: int | None = None, poll_seconds: float = 0.5, name: str | None = None
+        self,
+        limit: int | None = None,
+        poll_seconds: float = 0.5,
+        name: str | None = None,
+        policy: ExecutionPolicy | None = None,
     ) -> None:
         self.limit = limit
+        # What the runs' processes may execute: the settings, plus this runner's own code.
+        self.policy = policy or ExecutionPolicy.from_settings()
         self.poll_seconds = poll_seconds
         self.name = name or "runner"
         self.deployment_ids: list[uuid.UUID] = []
@@ -71,6 +79,7 @@ class Runner:
         """Register the deployment for this runner (no work pool: nobody else runs it)."""
         served = deployment.model_copy(update={"work_pool_name": None, "work_queue_name": None})
         deployment_id = served.apply()
+        self.policy = self.policy.trusting(_own_code_paths(served))
         self.deployment_ids.append(deployment_id)
         self.deployments.append(served)
         return deployment_id
@@ -106,6 +115,7 @@ class Runner:
         args = [kind, str(run_id)]
         if kind == "run":
             args += [lease, repr(self.lease_seconds)]
+        args.append(self.policy.to_json())
         command = [sys.executable, "-m", "prefect_lite.deployments.execution", *args]
         return subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
@@ -181,6 +191,16 @@ class Runner:
     def pause_deployments(self) -> None:
         for deployment_id in self.deployment_ids:
             self.client.pause_deployment(deployment_id)
+
+
+def _own_code_paths(deployment: RunnerDeployment) -> list[str]:
+    """Where a deployment this runner registered keeps its code: its path and the
+    directory of its entrypoint's file (a script run from elsewhere has an absolute one)."""
+    paths = [deployment.path] if deployment.path else []
+    location = (deployment.entrypoint or "").rpartition(":")[0]
+    if location.endswith(".py") or "/" in location:
+        paths.append(str((Path(deployment.path or ".") / location).resolve().parent))
+    return paths
 
 
 def _describe(code: int) -> str:

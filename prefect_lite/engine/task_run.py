@@ -193,7 +193,13 @@ class TaskRunLifecycle:
         hooks = caching.result_hooks()
         if hooks is None or task.refresh_cache:
             return False
-        cached = hooks.lookup(task, self.cache_key, ctx)
+        try:
+            cached = hooks.lookup(task, self.cache_key, ctx)
+        except Exception as exc:  # e.g. a cached pickle without a valid signature
+            self._raised = exc
+            message = f"Could not read the cached result of task {task.name!r}:"
+            self._finish(failed_state(exc, message, self._details()))
+            return True
         if cached is None:
             return False
         details = self._details()

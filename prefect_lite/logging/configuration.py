@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import TextIO
 
+from prefect_lite._text import visible
 from prefect_lite.settings import get_settings
 
 ROOT_LOGGER_NAME = "prefect_lite"
@@ -42,11 +43,21 @@ class RunAwareFormatter(logging.Formatter):
         self._task = logging.Formatter(TASK_RUN_FORMAT, _DATE_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
+        """The line, its control characters but line breaks and tabs made visible (a
+        message may carry a run's parameters, which anyone allowed to trigger it chose)."""
         if getattr(record, "task_run_name", None):
-            return self._task.format(record)
+            return visible(self._task.format(record), keep_lines=True)
         if getattr(record, "flow_run_name", None):
-            return self._flow.format(record)
-        return super().format(record)
+            return visible(self._flow.format(record), keep_lines=True)
+        return visible(super().format(record), keep_lines=True)
+
+
+class VisibleFormatter(logging.Formatter):
+    """A plain formatter whose lines show control characters (but line breaks and tabs)
+    as escapes, for consoles that print names and messages from the store."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), keep_lines=True)
 
 
 class ConsoleHandler(logging.StreamHandler):

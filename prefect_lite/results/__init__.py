@@ -8,7 +8,9 @@ Options on ``@flow`` and ``@task``:
   ``PREFECT_LITE_HOME/storage``), ``LocalFileSystem(path)``, ``RedisStorage()`` (for
   workers on other machines; each blob at most ``PREFECT_LITE_MAX_PAYLOAD_BYTES``, else
   ``PayloadTooLarge``), or ``"local"`` / ``"redis"`` / an absolute directory path.
-- ``result_serializer``: ``"pickle"`` (default; cloudpickle) or ``"json"``.
+- ``result_serializer``: ``"pickle"`` (default; cloudpickle, signed with the
+  result-signing key and never unpickled without a valid signature, see
+  ``prefect_lite.signing``) or ``"json"`` (needs no key).
 - ``result_storage_key`` (tasks): a template for the blob's key, e.g.
   ``"report-{parameters[day]}"``; default: a fresh random key.
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import PrivateAttr
 
 from prefect_lite.client.results import read_blob
-from prefect_lite.exceptions import ConfigurationError, MissingResult
+from prefect_lite.exceptions import ConfigurationError, MissingResult, ResultSignatureError
 from prefect_lite.results.storage import ResultStorage
 from prefect_lite.serializers import JSONSerializer, PickleSerializer, Serializer
 from prefect_lite.states import ResultRef
@@ -111,7 +111,10 @@ def read_result(ref: ResultRef, blob: bytes | None = None) -> Any:
             f"result {ref.key!r} was written with serializer {ref.serializer!r}, which this "
             "process does not know"
         )
-    return serializer.loads(read_blob(ref.storage, ref.key) if blob is None else blob)
+    try:
+        return serializer.loads(read_blob(ref.storage, ref.key) if blob is None else blob)
+    except ResultSignatureError as exc:
+        raise ResultSignatureError(f"result {ref.key!r} ({ref.storage}): {exc}") from None
 
 
 def load_result(ref: ResultRef) -> Any:

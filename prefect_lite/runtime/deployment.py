@@ -18,11 +18,15 @@ from prefect_lite.runtime._resolve import flow_run_id as _flow_run_id
 from prefect_lite.runtime.flow_run import get_deployment_id
 from prefect_lite.runtime.flow_run import get_parameters as _run_parameters
 
-_cache: dict[str, Any] = {}  # deployment id -> record (deployments do not change under a run)
+# deployment id -> record (deployments do not change under a run); a few, newest kept
+_CACHED = 16
+_cache: dict[str, Any] = {}
 
 
 def _deployment(deployment_id: str) -> Any:
     if deployment_id not in _cache:
+        while len(_cache) >= _CACHED:
+            _cache.pop(next(iter(_cache)))
         _cache[deployment_id] = read_deployment(deployment_id)
     return _cache[deployment_id]
 

@@ -24,6 +24,7 @@ from prefect_lite.server.limits import BodyLimitMiddleware
 from prefect_lite.server.routes import API_PREFIX, build_router, require_role
 from prefect_lite.server.services import Services
 from prefect_lite.settings import Settings, get_settings
+from prefect_lite.storage import async_waits
 
 API_VERSION = "1"
 
@@ -59,6 +60,7 @@ def create_app(
             yield
         finally:
             services.stop()
+            await async_waits.close_hub()
 
     app = FastAPI(
         title="prefect-lite",

@@ -25,6 +25,7 @@ from prefect_lite.exceptions import (
     PermissionDenied,
     PrefectLiteError,
     StoreUnavailable,
+    TooManyRequests,
     UserError,
     ValidationError,
 )
@@ -39,6 +40,7 @@ STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (PayloadTooLarge, 413),
     (PermissionDenied, 403),
     (AuthenticationError, 401),
+    (TooManyRequests, 429),
     (StoreUnavailable, 503),
     (UserError, 400),
 )
@@ -79,6 +81,8 @@ async def _prefect_lite_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500 and status != 503:
         logger.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429:
+        headers = {"Retry-After": "1"}
     return error_response(status, str(exc) or type(exc).__name__, headers)
 
 

@@ -11,7 +11,9 @@ Top-level integers are limited to ``MAX_INT``. Each route first checks the calle
 (set by the auth middleware) against the operation's declared role, before any input is
 validated, then the roles its ``elevated`` arguments need; a refusal is a 403. Handlers
 are sync and do blocking Redis I/O: the endpoints are plain ``def`` functions, which
-FastAPI runs in its threadpool.
+FastAPI runs in its threadpool. Waits are the exception: an operation with an async
+handler (``served_async``) gets an ``async def`` endpoint that awaits it on the event
+loop, so a long poll holds no thread.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
-from prefect_lite.api.registry import Operation
+from prefect_lite.api.registry import ASYNC_HANDLERS, Operation
 from prefect_lite.api.roles import check_arguments, describe_needed, missing_role
 from prefect_lite.client.http import BODY_METHODS, PATH_PARAM, query_friendly
 from prefect_lite.exceptions import PermissionDenied, ValidationError
@@ -51,6 +53,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "Conflict"),
         (413, "Payload too large"),
         (422, "Invalid request"),
+        (429, "Too many requests"),
         (503, "Store unavailable"),
     )
 }
@@ -197,13 +200,13 @@ def _endpoint(
     body_model: type[BaseModel] | None,
     body_fields: Mapping[str, str],
     json_queries: list[_JsonQuery],
-) -> Callable[..., Response]:
+) -> Callable[..., Any]:
     adapter = TypeAdapter(returns) if returns is not None else None
     status = op.status_code
     fn = op.fn
     elevated = dict(op.elevated)
 
-    def endpoint(**values: Any) -> Response:
+    def arguments(values: dict[str, Any]) -> dict[str, Any]:
         role = values.pop(ROLE_PARAM)
         values.pop("body", None)
         raw = values.pop("raw_body", b"")
@@ -218,15 +221,27 @@ def _endpoint(
         refused = check_arguments(role, elevated, values) if elevated else None
         if refused:
             raise PermissionDenied(refused)
-        result = fn(**values)
+        return values
+
+    def answer(result: Any) -> Response:
         if adapter is None or status == 204:
             return Response(status_code=status)
         content = adapter.dump_json(result)
         return Response(content, status_code=status, media_type="application/json")
 
-    endpoint.__name__ = op.name
-    endpoint.__doc__ = op.fn.__doc__
-    return endpoint
+    def endpoint(**values: Any) -> Response:
+        return answer(fn(**arguments(values)))
+
+    async_fn = ASYNC_HANDLERS.get(op.name)
+
+    async def async_endpoint(**values: Any) -> Response:
+        assert async_fn is not None
+        return answer(await async_fn(**arguments(values)))
+
+    chosen: Callable[..., Any] = endpoint if async_fn is None else async_endpoint
+    chosen.__name__ = op.name
+    chosen.__doc__ = op.fn.__doc__
+    return chosen
 
 
 def require_role(*needed: str) -> Callable[[Request], str]:

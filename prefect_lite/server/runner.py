@@ -166,9 +166,9 @@ class ServerRunner:
             was_running = embedded.is_running()
             url = embedded.ensure_running()
             if was_running:
-                echo(f"Redis: embedded server already running at {url}")
+                echo(f"Redis: embedded server already running at {mask_url(url)}")
             else:
-                echo(f"Redis: started the embedded server at {url}")
+                echo(f"Redis: started the embedded server at {mask_url(url)}")
                 stopper = embedded.stop
         try:
             check_connection(get_redis())

@@ -20,14 +20,14 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from prefect_lite.exceptions import ConfigurationError, StoreUnavailable
-from prefect_lite.settings import Settings, get_settings
+from prefect_lite.settings import Settings, get_settings, mask_url
 from prefect_lite.storage import keys
 from prefect_lite.storage.embedded import ensure_embedded
 
@@ -37,6 +37,7 @@ MAX_BLOCK_SECONDS = 2.0  # server-side block of BLPOP/XREAD: well under the sock
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 RETRIED_ERRORS = (redis.ConnectionError,)  # a timeout is not retried: calls stay bounded
+__all__ = ["mask_url"]  # re-exported: it lives with the settings it masks
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool, int], redis.Redis] = {}
@@ -225,28 +226,3 @@ def describe(client: redis.Redis) -> str:
     scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
     host = kwargs.get("host", "localhost")
     return f"{scheme}://{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password (user info or ``password=`` query) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            user = netloc.rpartition("@")[0].partition(":")[0]
-            netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
-        query = parts.query
-        if "password" in query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            hidden = [(k, "***" if k == "password" else v) for k, v in pairs]
-            query = urlencode(hidden, safe="*/")
-        if netloc == parts.netloc and query == parts.query:
-            return url
-        masked = f"{parts.scheme}://{netloc}{parts.path}"
-        if query:
-            masked += f"?{query}"
-        if parts.fragment:
-            masked += f"#{parts.fragment}"
-        return masked
-    except ValueError:
-        return "<unparseable Redis URL>"

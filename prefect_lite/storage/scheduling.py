@@ -160,6 +160,7 @@ def delete_unstarted(flow_runs: Sequence[FlowRun]) -> int:
                 keys.flow_run(rid),
                 keys.flow_run_history(rid),
                 keys.flow_run_logs(rid),
+                keys.flow_run_logs_dropped(rid),
                 keys.flow_run_input(rid),
             ]
             indexes = [

@@ -114,17 +114,19 @@ def _client(*, decode: bool) -> redis.Redis:
     client = _clients.get(key)
     if client is not None:
         return client
+    # Built and checked outside the lock: with Redis frozen, threads that all need a
+    # client each wait out their own timeout instead of queueing behind one another's.
+    client = _build(url, decode, settings)
+    try:
+        check_connection(client, url)
+    except BaseException:
+        client.close()
+        raise
     with _lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _build(url, decode, settings)
-            try:
-                check_connection(client, url)
-            except BaseException:
-                client.close()
-                raise
-            _clients[key] = client
-    return client
+        kept = _clients.setdefault(key, client)
+    if kept is not client:
+        client.close()  # another thread's came first
+    return kept
 
 
 def probe_client(timeout: float) -> redis.Redis:

@@ -174,8 +174,9 @@ def test_schedule_ls_pause_resume(project: Path, capsys: pytest.CaptureFixture[s
     schedule_id = str(deployments()[0].schedules[0].id)
     assert run(capsys, "deployment", "schedule", "resume", "etl/nightly", schedule_id[:8])[0] == 0
     assert deployments()[0].schedules[0].active
-    code, _, err = run(capsys, "deployment", "schedule", "pause", "etl/nightly", "7")
-    assert code == 1 and "no schedule matching '7'" in err
+    # Neither a position (one schedule) nor a prefix of a hex id, whatever id was drawn.
+    code, _, err = run(capsys, "deployment", "schedule", "pause", "etl/nightly", "x7")
+    assert code == 1 and "no schedule matching 'x7'" in err
 
 
 def test_schedule_preview_shows_utc_and_local_and_creates_nothing(

@@ -550,10 +550,11 @@ def test_input_and_resume_waits_are_served_without_threads_too() -> None:
         client.set_flow_run_state(run.id, Paused())
     input_path = f"/api/flow_runs/{run.id}/input/filter"
     resume_path = f"/api/flow_runs/{run.id}/resume/wait"
-    with temporary_settings(max_concurrent_waits=2 * WAITS), serve(create_app()) as base:
-        inputs = _Waits(base, input_path, {"key_prefix": "msg", "wait_seconds": 10}, WAITS)
-        resumes = _Waits(base, resume_path, {"timeout": 10}, WAITS)
-        wait_for(lambda: _waits_in_progress() == 2 * WAITS, timeout=30, message="waits held")
+    each = WAITS // 2  # 2 x 60 waits: more than the 40 threads, quick to set up under load
+    with temporary_settings(max_concurrent_waits=2 * each), serve(create_app()) as base:
+        inputs = _Waits(base, input_path, {"key_prefix": "msg", "wait_seconds": 10}, each)
+        resumes = _Waits(base, resume_path, {"timeout": 10}, each)
+        wait_for(lambda: _waits_in_progress() == 2 * each, timeout=30, message="waits held")
         health = httpx.get(f"{base}/api/health", timeout=10)
         assert health.status_code == 200
         assert not inputs.answers and not resumes.answers, "a wait ended before its change"
@@ -1713,3 +1714,14 @@ def test_a_worker_console_shows_hostile_parameters_escaped(tmp_path: Path) -> No
     for raw in RAW:
         assert raw not in output, f"{raw!r} reached the worker's console"
     assert "got [/bold]x\\x1b[31mred\\x1b]0;pwned\\x07\\rover\\x9b2J\\u202eevil" in output
+
+
+def test_a_malformed_pull_step_is_a_clear_422(base: str) -> None:
+    for steps in ([{}], [{"a": 1}], [{"a": {}, "b": {}}]):
+        with _http(base, "admin") as admin:
+            answer = admin.post("/api/deployments/", json={
+                "flow_name": "sec", "name": "bad-steps", "entrypoint": "x.py:f",
+                "pull_steps": steps,
+            })  # fmt: skip
+        assert answer.status_code == 422, answer.text
+        assert "pull step 1 must map one function name to its arguments" in answer.text

@@ -208,7 +208,7 @@ def test_the_api_applies_the_same_rules_to_direct_callers() -> None:
             client.read_variable_by_name("ok")
         with pytest.raises(UserError, match="no variable named 'ok'"):
             client.delete_variable_by_name("ok")
-        with pytest.raises(ValidationError, match="limit must be between 0 and 10000, not -1"):
+        with pytest.raises(ValidationError, match="limit must be between 1 and 10000, not -1"):
             client.read_variables(limit=-1)
         with pytest.raises(ValidationError, match="offset must be between 0 and"):
             client.read_variables(offset=2**63)

@@ -257,6 +257,13 @@ def _steps_to_store(
     """The pull steps to store: a masked copy of the stored ones sent back (a read, edited
     elsewhere, then registered again) keeps the stored credentials. Inline credentials are
     stored as given, with a warning: a Secret block placeholder keeps them out."""
+    for number, step in enumerate(steps, start=1):
+        name, args = next(iter(step.items())) if len(step) == 1 else (None, None)
+        if not isinstance(name, str) or not (args is None or isinstance(args, dict)):
+            raise ValidationError(
+                f"pull step {number} must map one function name to its arguments, "
+                'e.g. {"prefect.deployments.steps.git_clone": {"repository": "https://..."}}'
+            )
     resent = previous is not None and steps == mask_value(previous.pull_steps)
     if previous is not None and resent:
         return list(previous.pull_steps)

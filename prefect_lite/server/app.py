@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from prefect_lite import __version__
 from prefect_lite.api.registry import all_operations
 from prefect_lite.api.roles import READ
-from prefect_lite.server import errors, ui
+from prefect_lite.server import errors, health, ui
 from prefect_lite.server.auth import AuthMiddleware, KeyRing
 from prefect_lite.server.hosts import TrustedHostMiddleware, trusted_hosts
 from prefect_lite.server.limits import BodyLimitMiddleware
@@ -74,10 +74,7 @@ def create_app(
     app.state.services = []
     errors.install(app)
 
-    @app.get(f"{API_PREFIX}/health", tags=["admin"], operation_id="health")
-    def health() -> bool:
-        """Liveness: true while the server answers (no authentication needed)."""
-        return True
+    health.install(app, API_PREFIX)
 
     @app.get(
         f"{API_PREFIX}/version",

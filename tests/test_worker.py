@@ -62,8 +62,11 @@ def test_a_worker_runs_a_deployment_run_in_its_own_process(client: Any, tmp_path
         assert history(client, run) == ["Scheduled", "Pending", "Running", "Completed"]
         assert done.worker_name == "w1" and done.infrastructure_pid not in (None, worker.pid)
         assert done.run_count == 1
-        logs = [log.message for log in client.read_logs(run.id)]
-        assert any("Beginning flow run" in m for m in logs)
+        # The child ships its logs after the final state: wait for the line.
+        wait_for(
+            lambda: any("Beginning flow run" in log.message for log in client.read_logs(run.id)),
+            message="the run's logs never reached the store",
+        )
         found = client.read_workers("pool")
         assert [(w.name, w.status, w.pid) for w in found] == [("w1", "ONLINE", worker.pid)]
         listed = json.loads(cli_output("worker", "ls", "--json"))

@@ -347,7 +347,8 @@ def test_a_script_whose_embedded_redis_cannot_start_gets_one_line(
     caught = run_python(
         "from prefect_lite.exceptions import UserError\n"
         "from prefect_lite.storage.connection import get_redis\n"
-        "try:\n    get_redis().ping()\nexcept UserError as exc:\n    print('caught', type(exc).__name__)\n",
+        "try:\n    get_redis().ping()\n"
+        "except UserError as exc:\n    print('caught', type(exc).__name__)\n",
         env=env,
     )
     assert caught.returncode == 0 and caught.stdout.startswith("caught"), caught.stderr

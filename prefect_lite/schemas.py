@@ -156,6 +156,7 @@ class Deployment(Record):
     collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
     overlap: Literal["allow", "skip", "buffer_one", "cancel_other"] = "allow"
     job_variables: dict[str, Any] = Field(default_factory=dict)
+    start_timeout_seconds: float | None = None  # not started by then: TimedOut
 
     @property
     def full_name(self) -> str:

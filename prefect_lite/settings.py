@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, gt=0, description="Largest parameters/result/input payload."
     )
     connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    socket_timeout_seconds: float = Field(
+        default=3.0,
+        ge=2.5,  # blocking commands block server-side for up to 2 s
+        description="Longest wait for one Redis reply: a frozen Redis fails calls this fast.",
+    )
     max_concurrent_waits: int = Field(
         default=1000,
         ge=1,

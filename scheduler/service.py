@@ -1,13 +1,13 @@
 """The scheduler service: a ``tick(now)`` of named steps, and the loop that drives it.
 
 Steps, in order: ``plan`` (create runs up to the horizon), ``promote`` (hand due runs to
-their pool queue), ``mark_late``, then ``hooks`` (callables of ``now`` registered by other
-services, e.g. the workers' lease reaper). Tests call ``tick`` with a fake clock; the loop
-(``run``) sleeps until the next due run, the next planning time or ``loop_seconds``,
-whichever comes first, and stops when its event is set (SIGINT/SIGTERM in the CLI). When
-runs fall due within ``stage_seconds``, the loop prepares their admission (reads, limits,
-packed scripts) ahead and sends it the moment they are due, so neither preparing nor
-planning delays them (``promote_on_time``).
+their pool queue), ``mark_late``, ``expire_unstarted`` (start timeouts), then ``hooks``
+(callables of ``now`` registered by other services, e.g. the workers' lease reaper).
+Tests call ``tick`` with a fake clock; the loop (``run``) sleeps until the next due run,
+the next planning time or ``loop_seconds``, whichever comes first, and stops when its
+event is set (SIGINT/SIGTERM in the CLI). When runs fall due within ``stage_seconds``, the
+loop prepares their admission (reads, limits, packed scripts) ahead and sends it the
+moment they are due, so neither preparing nor planning delays them (``promote_on_time``).
 
 Any number of schedulers may run against one Redis: every step is safe to repeat.
 """
@@ -23,12 +23,14 @@ from typing import Any
 
 from prefect_lite import _time
 from prefect_lite.exceptions import StoreUnavailable
+from prefect_lite.orchestration.outage_log import OutageLog
 from prefect_lite.orchestration.reaper import Reaper
 from prefect_lite.storage import scheduling
 from scheduler.config import SchedulerConfig
 from scheduler.late import LateMarker, LateReport
 from scheduler.planner import Planner, PlanReport
 from scheduler.promoter import Promoter, PromoteReport
+from scheduler.start_timeouts import StartTimeouts
 
 logger = logging.getLogger("prefect_lite.scheduler")
 
@@ -48,6 +50,7 @@ class TickReport:
     plan: PlanReport = field(default_factory=PlanReport)
     promote: PromoteReport = field(default_factory=PromoteReport)
     late: LateReport = field(default_factory=LateReport)
+    timed_out: int = 0
     hooks: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,6 +64,7 @@ class Scheduler:
         self.planner = Planner(self.config)
         self.promoter = Promoter(self.config)
         self.late_marker = LateMarker(self.config)
+        self.start_timeouts = StartTimeouts()
         self.reaper = Reaper()  # expired leases, silent workers, admission after releases
         self.hooks: list[tuple[str, Hook]] = [
             ("reaper", self.reaper.tick),
@@ -77,6 +81,7 @@ class Scheduler:
         report.plan = self.plan(at)
         report.promote = self.promote(at)
         report.late = self.mark_late(at)
+        report.timed_out = self.expire_unstarted(at)
         report.hooks = self.run_hooks(at)
         return report
 
@@ -89,11 +94,16 @@ class Scheduler:
     def mark_late(self, now: datetime) -> LateReport:
         return self.late_marker.mark_late(now)
 
+    def expire_unstarted(self, now: datetime) -> int:
+        return self.start_timeouts.expire(now)
+
     def run_hooks(self, now: datetime) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for name, hook in self.hooks:
             try:
                 results[name] = hook(now)
+            except StoreUnavailable:
+                raise  # the loop says so, once per outage
             except Exception as exc:  # one broken hook must not stop scheduling
                 logger.exception("scheduler hook %r failed", name)
                 results[name] = exc
@@ -132,18 +142,26 @@ class Scheduler:
             if due_at - _time.timestamp() > _STEPS_BEFORE_DUE:
                 at = _time.now()
                 self.mark_late(at)
+                self.expire_unstarted(at)
                 self.run_hooks(at)
         return True
 
     def run(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set; Redis outages and failed ticks are logged, not fatal."""
+        """Tick until ``stop`` is set; Redis outages (said once) and failed ticks are
+        logged, not fatal. The reaper looks at who is connected in a thread of its own."""
         logger.info("scheduler started")
+        outage = OutageLog(logger, "scheduler")
+        watcher = threading.Thread(
+            target=self.reaper.watch, args=(stop,), name="reaper-watch", daemon=True
+        )
+        watcher.start()
         while not stop.is_set():
             try:
                 report = self.tick()
+                outage.ok()
                 pause = 0.0 if self.promote_on_time(stop) else self.seconds_until_next(report)
             except StoreUnavailable as exc:
-                logger.warning("Redis unavailable, retrying: %s", exc)
+                outage.failed(exc)
                 pause = self.config.loop_seconds
             except Exception:  # a scheduler outlives one bad tick
                 logger.exception(

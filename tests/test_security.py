@@ -381,8 +381,9 @@ def test_a_page_without_credentials_redirects_to_login_and_the_api_answers_401(
     assert page.headers["location"] == "/login?next=/flow-runs/abc%3Ftab%3Dlogs"
     assert root.status_code == 303 and root.headers["location"] == "/login?next=/"
     assert api.status_code == 401 and api.headers["content-type"] == "application/json"
-    assert login.status_code == 404 and static.status_code == 404  # open, no such page yet
-    assert signed_in.status_code == 404  # past auth: the page does not exist
+    assert login.status_code == 200 and "Sign in" in login.text  # open: the UI's sign-in page
+    assert static.status_code == 404  # open, but no such file
+    assert signed_in.status_code == 404  # past auth: no flow run "abc"
 
 
 def test_roles_include_what_the_contract_says() -> None:

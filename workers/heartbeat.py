@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from prefect_lite import _time
 from prefect_lite.exceptions import StoreUnavailable
+from prefect_lite.orchestration.outage_log import OutageLog
 from prefect_lite.storage import leases
 from workers.cancellation import request_cancel
 
@@ -28,6 +30,7 @@ logger = logging.getLogger("prefect_lite.workers.heartbeat")
 class Heartbeat:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+        self.outage = OutageLog(logger, "heartbeat (leases may expire)")
 
     @property
     def interval(self) -> float:
@@ -37,19 +40,23 @@ class Heartbeat:
         while not self.worker.stopped.wait(self.interval):
             try:
                 self.beat()
+                self.outage.ok()
             except StoreUnavailable as exc:
-                logger.warning("heartbeat: Redis unavailable (%s); leases may expire", exc)
+                self.outage.failed(exc)
             except Exception:
                 logger.exception("heartbeat failed")
 
     def beat(self) -> None:
         worker = self.worker
         held = [(c, str(c.run_id), c.lease) for c in worker.active_runs() if c.run_id]
+        sent = time.monotonic()  # the new expiry counts from here: so does the fence
         answers = leases.renew_leases(
             [(run_id, lease) for _, run_id, lease in held],
             _time.timestamp() + worker.lease_seconds,
         )
         for (child, run_id, _lease), answer in zip(held, answers, strict=True):
+            if answer not in ("LOST", "FREE") and child.run_id == run_id:
+                child.renewed_at = max(child.renewed_at, sent)
             if answer == "CANCELLING":
                 request_cancel(worker, child, run_id=run_id)
             elif answer == "LOST" and child.done is None and child.run_id == run_id:

@@ -55,6 +55,8 @@ class Child:
     assigned_at: float = 0.0
     cancel_sent_at: float | None = None
     cancel_reason: str | None = None
+    renewed_at: float = 0.0  # monotonic: when its lease was last renewed (or claimed)
+    fenced: str | None = None  # why its worker killed it for want of a lease
     done: tuple[Any, ...] | None = None  # what the child reported when its run ended
     exit_code: int | None = None
     exited: threading.Event = field(default_factory=threading.Event)
@@ -62,7 +64,8 @@ class Child:
     def assign(self, kind: str, run_id: str, **payload: Any) -> None:
         self.kind, self.run_id, self.done = kind, run_id, None
         self.lease, self.assigned_at = str(payload.get("lease", "")), time.monotonic()
-        self.cancel_sent_at = self.cancel_reason = None
+        self.renewed_at = self.assigned_at
+        self.cancel_sent_at = self.cancel_reason = self.fenced = None
         self.channel.send((kind, run_id, payload))
 
     @property
@@ -274,6 +277,11 @@ def child_main(sock: socket.socket) -> int:
             execution.run_crashed_hooks(run_id, payload.get("policy"))
             channel.send(("done", None, None, True))
             return 0
+        if payload.get("owner"):  # our connections show the reaper the worker's run lives
+            from prefect_lite.storage import keys
+            from prefect_lite.storage.connection import set_client_name
+
+            set_client_name(keys.owner_client_name(payload["owner"]))
         execution.install_termination_handler()
         state = execution.execute_flow_run(
             run_id,

@@ -31,6 +31,8 @@ def report_exit(worker: Worker, child: Child) -> None:
         logger.info("Flow run %s ended %s", child.run_id, child.done[1])
         return
     how = describe_exit(child.exit_code) if child.done is None else "its run ended"
+    if child.fenced is not None and child.done is None:
+        how = child.fenced
     cancelled = child.cancel_sent_at is not None
     outcome = settle_exit(child.run_id, child.lease, how, cancelled, child.cancel_reason)
     if outcome is None:

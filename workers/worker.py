@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from dataclasses import dataclass, field
 
 import orjson
@@ -33,10 +32,12 @@ from prefect_lite.exceptions import (
     ValidationError,
 )
 from prefect_lite.orchestration import admission
+from prefect_lite.orchestration.outage_log import OutageLog
 from prefect_lite.schemas import Worker as WorkerRecord
 from prefect_lite.settings import get_settings
 from prefect_lite.states import Pending
-from prefect_lite.storage import delivery, pools
+from prefect_lite.storage import delivery, leases, pools
+from prefect_lite.storage.connection import process_owner
 from workers.children import ChildPool
 from workers.process import Child
 from workers.reporting import report_exit
@@ -70,6 +71,8 @@ class Worker:
         self.stopping = threading.Event()  # no new claims
         self.stopped = threading.Event()  # threads end
         self.started = _time.now()
+        self.owner = process_owner()  # names its leases and its connections
+        self.outage = OutageLog(logger, f"worker {self.name!r}")
         self.children: ChildPool | None = None
         self.aborting = False  # exiting at once: ended runs are not reported one by one
         self._capacity = threading.Semaphore(options.limit) if options.limit else None
@@ -85,6 +88,7 @@ class Worker:
         self.ensure_pool()
         self.refresh_queues()
         from workers.cancellation import CancelListener, enforce_deadlines, next_deadline
+        from workers.fencing import Fence
         from workers.heartbeat import Heartbeat
 
         self.children = ChildPool(
@@ -97,6 +101,7 @@ class Worker:
         self.save_record("ONLINE")
         for target, name in (
             (Heartbeat(self).run, "heartbeat"),
+            (Fence(self).run, "fence"),
             (CancelListener(self).run, "cancel-listener"),
             (self._admit_loop, "admitter"),
         ):
@@ -173,8 +178,9 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 self.work_once(IDLE_WAIT_SECONDS)
+                self.outage.ok()
             except StoreUnavailable as exc:
-                logger.warning("Redis unavailable, retrying: %s", exc)
+                self.outage.failed(exc)
                 self.stopping.wait(RETRY_PAUSE_SECONDS)
 
     def work_once(self, wait_seconds: float = 0.0) -> str | None:
@@ -207,7 +213,7 @@ class Worker:
         return delivery.claim(
             self.options.pool,
             self.queues,
-            uuid.uuid4().hex,
+            leases.new_token(self.owner),
             now + self.lease_seconds,
             pending,
             now,
@@ -225,6 +231,7 @@ class Worker:
             lease=claimed.lease,
             lease_seconds=self.lease_seconds,
             worker=self.name,
+            owner=self.owner,
             recycle_after=self.options.runs_per_process,
             policy=self.policy,
         )

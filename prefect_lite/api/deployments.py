@@ -69,6 +69,7 @@ def create_deployment(
     collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE",
     overlap: Literal["allow", "skip", "buffer_one", "cancel_other"] = "allow",
     job_variables: dict[str, Any] | None = None,
+    start_timeout_seconds: float | None = None,
 ) -> Deployment:
     """Create the deployment, or update it in place (same id) if ``flow/name`` exists."""
     _check_name(flow_name, "flow name")
@@ -87,6 +88,10 @@ def create_deployment(
         check_parameters(params, schema, flow_name)
     if concurrency_limit is not None and concurrency_limit < 1:
         raise ValidationError(f"concurrency_limit must be at least 1, not {concurrency_limit}")
+    if start_timeout_seconds is not None and not 0 < start_timeout_seconds <= 366 * 86400:
+        raise ValidationError(
+            f"start_timeout_seconds must be above 0 and at most a year, not {start_timeout_seconds}"
+        )
     _check_work_pool(work_pool_name)
     previous = store.get_by_name(f"{flow_name}/{name}")
     steps = _steps_to_store(list(pull_steps or []), previous, f"{flow_name}/{name}")
@@ -118,6 +123,7 @@ def create_deployment(
             collision_strategy=collision_strategy,
             overlap=overlap,
             job_variables=dict(job_variables or {}),
+            start_timeout_seconds=start_timeout_seconds,
         )
     except pydantic.ValidationError as exc:
         raise ValidationError(_pydantic_message(exc, "deployment")) from None

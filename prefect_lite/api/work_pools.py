@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime
 
 from prefect_lite import _time
+from prefect_lite.api import pool_usage
 from prefect_lite.api.registry import operation
 from prefect_lite.exceptions import ObjectAlreadyExists, ObjectNotFound, ValidationError
 from prefect_lite.orchestration import admission, exits
@@ -150,9 +151,14 @@ def update_work_pool(
 @operation(
     "DELETE", "/work_pools/{work_pool_name}", status_code=204, tag="work_pools", role="admin"
 )
-def delete_work_pool(work_pool_name: str) -> None:
-    """Delete the pool with its queues and worker records (queued runs stay queued)."""
-    read_work_pool(work_pool_name)
+def delete_work_pool(work_pool_name: str, force: bool = False) -> None:
+    """Delete the pool with its queues and worker records. Refused while deployments use
+    it or runs on it have not ended, unless ``force``, which cancels those runs."""
+    pool = read_work_pool(work_pool_name)
+    deployments, runs = pool_usage.users(work_pool_name, None, pool.default_queue_name)
+    if not force:
+        pool_usage.check_unused(f"work pool {work_pool_name!r}", deployments, runs)
+    pool_usage.cancel_runs(runs, f"Its work pool {work_pool_name!r} was deleted.")
     pools.delete_pool(work_pool_name)
 
 
@@ -282,12 +288,18 @@ def update_work_queue(
     tag="work_pools",
     role="admin",
 )
-def delete_work_queue(work_pool_name: str, name: str) -> None:
-    """Delete a queue; a pool's default queue cannot be deleted."""
+def delete_work_queue(work_pool_name: str, name: str, force: bool = False) -> None:
+    """Delete a queue; a pool's default queue cannot be deleted. Refused while
+    deployments use it or runs on it have not ended, unless ``force`` (cancels the runs)."""
     pool = read_work_pool(work_pool_name)
     read_work_queue(work_pool_name, name)
     if name == pool.default_queue_name:
         raise ValidationError(f"{name!r} is the default queue of {work_pool_name!r}; it stays")
+    deployments, runs = pool_usage.users(work_pool_name, name, pool.default_queue_name)
+    if not force:
+        what = f"work queue {name!r} of pool {work_pool_name!r}"
+        pool_usage.check_unused(what, deployments, runs)
+    pool_usage.cancel_runs(runs, f"Its work queue {name!r} was deleted.")
     pools.delete_queue(work_pool_name, name)
 
 

@@ -67,6 +67,13 @@ def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, A
 @click.option("--version", "version", default=None)
 @click.option("--paused", is_flag=True, help="Register it paused.")
 @click.option("--concurrency-limit", type=int, default=None)
+@click.option(
+    "--start-timeout",
+    "start_timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="A run not started this many seconds after its scheduled time ends TimedOut.",
+)
 @click.option("--collision-strategy", type=click.Choice(["ENQUEUE", "CANCEL_NEW"]), default=None)
 @click.option(
     "--overlap", type=click.Choice(["allow", "skip", "buffer_one", "cancel_other"]), default=None
@@ -96,6 +103,7 @@ def deploy(
     version: str | None,
     paused: bool,
     concurrency_limit: int | None,
+    start_timeout: float | None,
     collision_strategy: str | None,
     overlap: str | None,
     deploy_all: bool,
@@ -139,6 +147,7 @@ def deploy(
         work_queue_name=queue,
         concurrency_limit=limit,
         overlap=overlap or "allow",
+        start_timeout_seconds=start_timeout,
     )
     register(built, print_next_steps_message=True)
 

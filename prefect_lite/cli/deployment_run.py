@@ -23,6 +23,7 @@ from prefect_lite import _time
 from prefect_lite.cli._output import print_json, shown, shown_lines
 from prefect_lite.cli.deploy import parse_params
 from prefect_lite.client import get_client
+from prefect_lite.deployments.start_checks import start_problem
 from prefect_lite.exceptions import UserError
 from prefect_lite.schemas import FlowRun, Log
 from prefect_lite.states import State, StateType
@@ -97,6 +98,9 @@ def run(
             f"'{shown(name)}'.",
             err=as_json,
         )
+        problem = start_problem(client, created)
+        if problem is not None:
+            click.echo(f"Warning: {problem}", err=True)
         final = Watcher(client, created, err=as_json).follow(timeout)
     if as_json:
         print_json(final)

@@ -136,10 +136,12 @@ def clear_concurrency_limit(name: str) -> None:
 
 @work_pool.command("delete")
 @click.argument("name")
-def delete(name: str) -> None:
-    """Delete the pool, its queues and its worker records."""
+@click.option("--force", is_flag=True, help="Even if in use: cancels its runs not ended.")
+def delete(name: str, force: bool) -> None:
+    """Delete the pool, its queues and its worker records (refused while deployments use
+    it or runs on it have not ended, unless --force)."""
     with get_client(sync_client=True) as client:
-        client.delete_work_pool(name)
+        client.delete_work_pool(name, force=force)
     click.echo(f"Deleted work pool {name!r}.")
 
 

@@ -107,8 +107,10 @@ def clear_concurrency_limit(name: str, pool: str) -> None:
 @work_queue.command("delete")
 @click.argument("name")
 @_POOL
-def delete(name: str, pool: str) -> None:
-    """Delete the queue (not the pool's default queue)."""
+@click.option("--force", is_flag=True, help="Even if in use: cancels its runs not ended.")
+def delete(name: str, pool: str, force: bool) -> None:
+    """Delete the queue (not the pool's default queue; refused while deployments use it
+    or runs on it have not ended, unless --force)."""
     with get_client(sync_client=True) as client:
-        client.delete_work_queue(pool, name)
+        client.delete_work_queue(pool, name, force=force)
     click.echo(f"Deleted work queue {name!r} of pool {pool!r}.")

@@ -146,6 +146,14 @@ class SyncPrefectClient:
             lease_expiry=lease_expiry,
         )
 
+    def new_lease_token(self) -> str:
+        """A lease token for a run this process will hold. In process it names the
+        process, whose connections to Redis carry the same name (a dead holder is then
+        noticed at once); over HTTP it is anonymous (the silent-holder rule applies)."""
+        from prefect_lite.storage import connection, leases
+
+        return leases.new_token(connection.process_owner() if self.is_local else None)
+
     def read_flow_run_states(self, flow_run_id: uuid.UUID) -> list[State]:
         return self._call("read_flow_run_states", flow_run_id=flow_run_id)
 
@@ -560,8 +568,8 @@ class SyncPrefectClient:
             paused=paused,
         )
 
-    def delete_work_pool(self, work_pool_name: str) -> None:
-        self._call("delete_work_pool", work_pool_name=work_pool_name)
+    def delete_work_pool(self, work_pool_name: str, force: bool = False) -> None:
+        self._call("delete_work_pool", work_pool_name=work_pool_name, force=force)
 
     def read_work_pool_status(self, work_pool_name: str) -> WorkPoolStatus:
         return self._call("read_work_pool_status", work_pool_name=work_pool_name)
@@ -612,8 +620,8 @@ class SyncPrefectClient:
             paused=paused,
         )
 
-    def delete_work_queue(self, work_pool_name: str, name: str) -> None:
-        self._call("delete_work_queue", work_pool_name=work_pool_name, name=name)
+    def delete_work_queue(self, work_pool_name: str, name: str, force: bool = False) -> None:
+        self._call("delete_work_queue", work_pool_name=work_pool_name, name=name, force=force)
 
     def read_workers(self, work_pool_name: str | None = None) -> list[Worker]:
         return self._call("read_workers", work_pool_name=work_pool_name)

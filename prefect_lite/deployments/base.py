@@ -59,6 +59,7 @@ class RunnerDeployment(BaseModel):
     collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
     overlap: Literal["allow", "skip", "buffer_one", "cancel_other"] = "allow"
     job_variables: dict[str, Any] = Field(default_factory=dict)
+    start_timeout_seconds: float | None = None
 
     @property
     def full_name(self) -> str:
@@ -114,6 +115,7 @@ def to_deployment(
     entrypoint: str | None = None,
     path: str | None = None,
     pull_steps: list[dict[str, Any]] | None = None,
+    start_timeout_seconds: float | None = None,
 ) -> RunnerDeployment:
     """Build a deployment of ``flow``; parameters and schedules are checked here."""
     flow_name, fn = _flow_parts(flow)
@@ -149,6 +151,7 @@ def to_deployment(
         collision_strategy=strategy,
         overlap=overlap,
         job_variables=dict(job_variables or {}),
+        start_timeout_seconds=start_timeout_seconds,
     )
 
 

@@ -14,6 +14,7 @@ parameters' upstream task runs as its inputs. In async code, ``await run_deploym
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -27,6 +28,8 @@ from prefect_lite.context import FlowRunContext, TaskRunContext, current_tags
 from prefect_lite.schemas import Deployment, FlowRun, RunInputRef, TaskRun
 from prefect_lite.states import Pending, State, StateType
 from prefect_lite.utilities.asyncutils import sync_compatible
+
+logger = logging.getLogger("prefect_lite.deployments")
 
 MAX_WAIT_SECONDS = 10.0  # one long poll; the server allows no more
 MIN_POLL_INTERVAL = 0.1
@@ -90,6 +93,7 @@ def run_deployment(
             )
         if timeout == 0:
             return run
+        _warn_if_stuck(sync, run)
         return wait_for_final_state(sync, run, timeout, poll_interval, on_change=mirror)
 
 
@@ -127,6 +131,18 @@ def wait_for_final_state(
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _warn_if_stuck(client: Any, run: FlowRun) -> None:
+    """Say at once when nothing can start the run (a paused pool or queue, no worker)."""
+    from prefect_lite.deployments.start_checks import start_problem
+
+    due = run.expected_start_time
+    if due is not None and due.timestamp() > _time.timestamp() + 5:
+        return  # not due yet: a worker may well be there by then
+    problem = start_problem(client, run)
+    if problem is not None:
+        logger.warning("Flow run %r may not start: %s", run.name, problem)
 
 
 @contextmanager

@@ -33,7 +33,7 @@ PROJECT_FILE = "prefect_lite.yaml"
 _DEPLOYMENT_KEYS = {
     "name", "entrypoint", "path", "pull", "description", "version", "tags", "parameters",
     "work_pool", "work_pool_name", "work_queue_name", "job_variables", "schedules", "paused",
-    "concurrency_limit", "overlap", "enforce_parameter_schema",
+    "concurrency_limit", "overlap", "enforce_parameter_schema", "start_timeout_seconds",
 }  # fmt: skip
 
 
@@ -107,6 +107,7 @@ def _build(spec: Any, project: dict[str, Any], root: Path) -> RunnerDeployment:
         "concurrency_limit": spec.get("concurrency_limit"),
         "overlap": spec.get("overlap", "allow"),
         "enforce_parameter_schema": bool(spec.get("enforce_parameter_schema", True)),
+        "start_timeout_seconds": spec.get("start_timeout_seconds"),
         "pull_steps": list(pull),
         "path": None if pull else str(base.resolve()),
     }

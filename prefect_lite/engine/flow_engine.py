@@ -26,6 +26,7 @@ from prefect_lite.engine.cancellation import get_watcher
 from prefect_lite.engine.flow_run import FAILED, NOTSET, RUNNING, FlowRunLifecycle
 from prefect_lite.engine.flow_support import should_log_prints
 from prefect_lite.engine.inputs import visit_futures, wait_future
+from prefect_lite.engine.local_lease import LocalLeaseClient
 from prefect_lite.engine.outcomes import (
     awaiting_retry,
     crashed_state,
@@ -34,6 +35,7 @@ from prefect_lite.engine.outcomes import (
     return_value_to_state,
 )
 from prefect_lite.engine.scope import SCOPE_KEY, FlowRunScope, engine_client
+from prefect_lite.engine.signals import crash_on_sigterm
 from prefect_lite.engine.timeouts import Deadline
 from prefect_lite.exceptions import Abort, FlowRunTimeoutError, Pause
 from prefect_lite.schemas import FlowRun
@@ -244,23 +246,36 @@ class FlowRunEngine(FlowRunLifecycle):
         return delay
 
     # ------------------------------------------------------------------------ drivers
+    def _lease_locally(self) -> LocalLeaseClient | None:
+        """The outermost run of a process that is no worker's holds a lease of its own."""
+        if self.parent_scope is not None or getattr(self.client, "lease", None) is not None:
+            return None
+        local = LocalLeaseClient(self.client)
+        self.client = local
+        return local
+
     def run_sync(self) -> State:
+        local = self._lease_locally()
         try:
-            if self._prepare():
-                while self.begin():
-                    delay = self.attempt_sync()
-                    if delay is None:
-                        break
-                    if delay > 0:
-                        time.sleep(delay)
+            with crash_on_sigterm(self.parent_scope is None, self.handle_crash):
+                if self._prepare():
+                    while self.begin():
+                        delay = self.attempt_sync()
+                        if delay is None:
+                            break
+                        if delay > 0:
+                            time.sleep(delay)
         except BaseException as exc:
             self.handle_crash(exc)
             raise
         finally:
             self._close()
+            if local is not None:
+                local.release()
         return self.state
 
     async def run_async(self) -> State:
+        local = self._lease_locally()
         try:
             if self._prepare():
                 while self.begin():
@@ -274,6 +289,8 @@ class FlowRunEngine(FlowRunLifecycle):
             raise
         finally:
             self._close()
+            if local is not None:
+                local.release()
         return self.state
 
     def result(self, raise_on_failure: bool = True) -> Any:

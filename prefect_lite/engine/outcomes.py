@@ -62,6 +62,7 @@ def crashed_state(exc: BaseException, details: StateDetails | None = None) -> St
         message = "Execution was aborted by Python system exit call."
     elif isinstance(exc, TerminationSignal):
         message = f"Execution was cancelled by the runtime environment: {exc}".rstrip(": ")
+        message += "." if str(exc) else ""
     else:
         message = f"Execution was interrupted by an unexpected exception: {format_exception(exc)}"
     return new_state(StateType.CRASHED, "Crashed", message, exc, details)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from prefect_lite import __version__
 from prefect_lite.api.registry import all_operations
 from prefect_lite.api.roles import READ
-from prefect_lite.server import errors
+from prefect_lite.server import errors, health, ui
 from prefect_lite.server.auth import AuthMiddleware, KeyRing
 from prefect_lite.server.hosts import TrustedHostMiddleware, trusted_hosts
 from prefect_lite.server.limits import BodyLimitMiddleware
@@ -67,17 +67,14 @@ def create_app(
         version=__version__,
         description="Flows, deployments, schedules and work pools on Redis.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # the UI serves /api/docs with vendored assets (works offline)
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.services = []
     errors.install(app)
 
-    @app.get(f"{API_PREFIX}/health", tags=["admin"], operation_id="health")
-    def health() -> bool:
-        """Liveness: true while the server answers (no authentication needed)."""
-        return True
+    health.install(app, API_PREFIX)
 
     @app.get(
         f"{API_PREFIX}/version",
@@ -90,6 +87,7 @@ def create_app(
         return VersionInfo(version=__version__, api_version=API_VERSION)
 
     app.include_router(build_router(all_operations()))
+    ui.install(app, settings, openapi_url=f"{API_PREFIX}/openapi.json")
 
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -16,7 +16,8 @@ The contract other parts of the server rely on:
 - Every request let through has the caller's role in ``scope["state"]["role"]``
   (``request.state.role``): the key's role, ``admin`` when auth is off, and ``""``
   (anonymous) on an open path requested without a valid key.
-- Open paths (no key needed): ``/api/health``, ``/login``, anything under ``/static/``.
+- Open paths (no key needed): ``/api/health``, ``/api/ready``, ``/login``, anything
+  under ``/static/``.
 - Without valid credentials: API paths (``/api`` and below) get a 401 JSON answer
   ``{"detail": ...}``; any other path gets a 303 redirect to ``/login?next=<path>``.
 - Which role each API operation needs is declared in the registry and checked per route
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 COOKIE_NAME = "prefect_lite_key"
-OPEN_PATHS = frozenset({"/api/health", "/login"})
+OPEN_PATHS = frozenset({"/api/health", "/api/ready", "/login"})
 OPEN_PREFIXES = ("/static/",)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MISSING = "missing API key: send 'Authorization: Bearer <key>' (PREFECT_LITE_API_KEY)"

@@ -196,6 +196,7 @@ class ServerRunner:
             echo("Scheduler: running in this process")
         else:
             echo("Scheduler: not installed; schedules will not run here")
+        echo(f"UI: {base}/")
         echo(f"API: {base}/api  (docs: {base}/api/docs)")
         echo("Use it from other shells and machines with:")
         echo(f"  export PREFECT_LITE_API_URL={base}/api")

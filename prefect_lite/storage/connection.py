@@ -2,9 +2,14 @@
 
 ``get_redis()`` (text) and ``get_redis_bytes()`` (bytes, for RQ) return a client cached per
 process and URL, so a forked child builds its own pool and ``temporary_settings(redis_url=)``
-switches servers. Clients retry connection errors a few times with a short exponential
-backoff, which rides out a Redis restart. Unreachable Redis surfaces as ``StoreUnavailable``
-with one line naming the URL (password masked); wrap calls in ``translate_errors()``.
+switches servers. Clients retry refused or reset connections a few times with a short
+exponential backoff, which rides out a Redis restart; a timeout (a frozen or cut-off
+Redis) is not retried, so every call is bounded by ``socket_timeout_seconds`` (3 s) and
+blocking commands block server-side for at most ``MAX_BLOCK_SECONDS``. Unreachable Redis
+surfaces as ``StoreUnavailable`` with one line naming the URL (password masked); wrap
+calls in ``translate_errors()``. Every process names its connections after its owner id
+(``process_owner()``; a worker's run processes take their worker's, ``set_client_name``),
+so the reaper can tell from ``CLIENT LIST`` whether the holder of a lease still lives.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,23 +28,49 @@ from redis.retry import Retry
 
 from prefect_lite.exceptions import ConfigurationError, StoreUnavailable
 from prefect_lite.settings import Settings, get_settings, mask_url
+from prefect_lite.storage import keys
 from prefect_lite.storage.embedded import ensure_embedded
 
 SCHEMES = ("redis", "rediss", "unix")
 RETRY_ATTEMPTS = 5  # backoffs 0.1, 0.2, 0.4, 0.8, 1.0 s: about 2.5 s to ride out a restart
-SOCKET_TIMEOUT_SECONDS = 30.0  # blocking commands must use a shorter server-side timeout
+MAX_BLOCK_SECONDS = 2.0  # server-side block of BLPOP/XREAD: well under the socket timeout
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+RETRIED_ERRORS = (redis.ConnectionError,)  # a timeout is not retried: calls stay bounded
 __all__ = ["mask_url"]  # re-exported: it lives with the settings it masks
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, bool, int], redis.Redis] = {}
 _embedded_urls: dict[tuple[Path, int], str] = {}
+_client_name: str | None = None  # set explicitly; else the process owner's name
+_owner: tuple[int, str] | None = None  # (pid, owner id)
 
 
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # the parent's may have been held by another thread
+
+
+def process_owner() -> str:
+    """This process's owner id: it names the leases the process holds and its
+    connections (``keys.owner_client_name``). Redis drops a dead process's connections, so
+    their absence from ``CLIENT LIST`` proves the holder is gone."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"p{pid}-{uuid.uuid4().hex[:10]}")
+    return _owner[1]
+
+
+def set_client_name(name: str | None) -> None:
+    """Name every connection this process opens from now on (``CLIENT SETNAME``): a
+    worker's run process takes its worker's name, as it holds the worker's leases. Existing
+    clients are closed so that no connection keeps the old name."""
+    global _client_name
+    if name == _client_name:
+        return
+    _client_name = name
+    reset_connections()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -82,17 +114,36 @@ def _client(*, decode: bool) -> redis.Redis:
     client = _clients.get(key)
     if client is not None:
         return client
+    # Built and checked outside the lock: with Redis frozen, threads that all need a
+    # client each wait out their own timeout instead of queueing behind one another's.
+    client = _build(url, decode, settings)
+    try:
+        check_connection(client, url)
+    except BaseException:
+        client.close()
+        raise
     with _lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _build(url, decode, settings)
-            try:
-                check_connection(client, url)
-            except BaseException:
-                client.close()
-                raise
-            _clients[key] = client
-    return client
+        kept = _clients.setdefault(key, client)
+    if kept is not client:
+        client.close()  # another thread's came first
+    return kept
+
+
+def probe_client(timeout: float) -> redis.Redis:
+    """A fresh client for one bounded check (health): no retries, ``timeout`` for both
+    connecting and reading. The caller closes it."""
+    settings = get_settings()
+    url = redis_url(settings)
+    try:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 0, supported_errors=()),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"Invalid Redis URL {mask_url(url)}: {exc}") from exc
 
 
 def _build(url: str, decode: bool, settings: Settings) -> redis.Redis:
@@ -104,10 +155,17 @@ def _build(url: str, decode: bool, settings: Settings) -> redis.Redis:
             url,
             decode_responses=decode,
             socket_connect_timeout=settings.connect_timeout_seconds,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_timeout=settings.socket_timeout_seconds,
             health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRY_ATTEMPTS),
-            retry_on_error=list(CONNECTION_ERRORS),
+            # supported_errors: redis-py's default would retry timeouts too (each one a
+            # full socket timeout, nested in health checks: minutes on a frozen Redis).
+            retry=Retry(
+                ExponentialBackoff(cap=1.0, base=0.05),
+                RETRY_ATTEMPTS,
+                supported_errors=RETRIED_ERRORS,
+            ),
+            retry_on_error=list(RETRIED_ERRORS),
+            client_name=_client_name or keys.owner_client_name(process_owner()),
             **options,
         )
     except ValueError as exc:

@@ -8,8 +8,9 @@ replacing and deleting an input change both in one Lua step, so the stream holds
 the live keys. ``keys.flow_run_resume`` is a list the resume handler pushes a token on;
 the paused process blocks on it (BLPOP) instead of polling the run's state.
 
-Blocking reads are bounded by ``MAX_BLOCK_SECONDS``, well under the client's socket
-timeout: callers wait longer by calling again.
+A wait is bounded by ``MAX_BLOCK_SECONDS`` (callers wait longer by calling again) and is
+made of server-side blocks of at most ``connection.MAX_BLOCK_SECONDS``, under the
+client's socket timeout, so a frozen Redis fails it within that timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from redis.commands.core import Script
 
 from prefect_lite.schemas import RunInput
-from prefect_lite.storage import keys
+from prefect_lite.storage import connection, keys
 from prefect_lite.storage.connection import get_redis, translate_errors
 
 MAX_BLOCK_SECONDS = 10.0
@@ -137,7 +138,11 @@ def select(
         if found or remaining <= 0:
             return found
         with translate_errors():
-            r.xread({keys.flow_run_input_log(rid): last}, count=1, block=_ms(remaining))
+            r.xread(
+                {keys.flow_run_input_log(rid): last},
+                count=1,
+                block=_ms(min(remaining, connection.MAX_BLOCK_SECONDS)),
+            )
 
 
 def push_resume_token(run_id: uuid.UUID | str) -> None:
@@ -159,11 +164,16 @@ def clear_resume_tokens(run_id: uuid.UUID | str) -> None:
 def wait_resume_token(run_id: uuid.UUID | str, timeout: float) -> bool:
     """Block until a resume token arrives (True) or ``timeout`` seconds pass (False)."""
     seconds = min(max(timeout, 0.0), MAX_BLOCK_SECONDS)
-    if seconds <= 0:
-        return False
-    with translate_errors():
-        got = get_redis().blpop([keys.flow_run_resume(str(run_id))], timeout=seconds)
-    return got is not None
+    deadline = time.monotonic() + seconds
+    key = keys.flow_run_resume(str(run_id))
+    while (left := deadline - time.monotonic()) > 0:  # short blocks: the socket timeout holds
+        with translate_errors():
+            got = get_redis().blpop(
+                [key], timeout=max(min(left, connection.MAX_BLOCK_SECONDS), 0.01)
+            )
+        if got is not None:
+            return True
+    return False
 
 
 def _ms(seconds: float) -> int:

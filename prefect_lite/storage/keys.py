@@ -62,6 +62,8 @@ P:admit                             list     run ids whose slots were just relea
 P:chan:cancel                       pubsub   run ids that were just asked to cancel
 P:fr:idx:parent:{flow_run_id}       zset     subflow run ids of a flow run
 P:lease                             zset     running flow run ids by lease expiry
+P-own-{owner}                       client   CLIENT SETNAME of a lease holder's connections
+                                             (not a key): gone from CLIENT LIST = process gone
 P:lock:{name}                       string   short lock with owner token and TTL
 P:lock:txn:{key}                    string   transaction lock: holder token, TTL = timeout
 P:result:{key}                      string   persisted result blob (RedisStorage), as the
@@ -268,6 +270,15 @@ def flow_run_key_prefix() -> str:
 
 def leases() -> str:
     return f"{prefix()}:lease"
+
+
+def owner_client_name(owner: str) -> str:
+    """The connection name of a lease holder (``CLIENT SETNAME``); not a key."""
+    return f"{prefix()}-own-{owner}"
+
+
+def owner_client_prefix() -> str:
+    return f"{prefix()}-own-"
 
 
 def lock(name: str) -> str:

@@ -244,12 +244,16 @@ def _source(name: str) -> str:
         return propose_source()
     if name == "task_batch":
         return task_batch_source()
+    if name == "run_rows":
+        return run_rows_source()
+    if name == "run_groups":
+        return run_groups_source()
     return claim_slots_source()
 
 
 def load_all(r: Any) -> None:
     """Load every script into the server's script cache (after a restart or flush)."""
-    for name in ("create", "propose", "task_batch", "claim"):
+    for name in ("create", "propose", "task_batch", "claim", "run_rows", "run_groups"):
         r.script_load(_source(name))
 
 
@@ -277,3 +281,75 @@ return {1}
 
 def claim_slots_source() -> str:
     return _CLAIM_SLOTS
+
+
+# Read-only, for the web UI's timelines. KEYS: a run index zset. ARGV: the run hash key
+# head (``keys.task_run("")``), the most ids to read. Answers, per id in index order:
+# id, name, task_key (both as JSON string bodies, cut from the record without decoding
+# it), type, state name, start, end, run_count (flattened): one round trip and a few
+# dozen bytes per run, for thousands of runs.
+_RUN_ROWS = r"""
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local out = {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', ARGV[1] .. id, 'rec', 'type', 'name', 'start', 'end', 'run_count')
+  local rec = f[1] or ''
+  out[#out + 1] = id
+  out[#out + 1] = string.match(rec, '"name":"(.-[^\\])"') or ''
+  out[#out + 1] = string.match(rec, '"task_key":"(.-[^\\])"') or ''
+  for i = 2, 6 do out[#out + 1] = f[i] or '' end
+end
+return out
+"""
+
+
+def run_rows_source() -> str:
+    return _RUN_ROWS
+
+
+# Read-only, for the web UI's timeline of a run with many task runs: the same reads as
+# _RUN_ROWS, summed up per task key inside Redis so that only one short row per task
+# travels. ARGV: run hash key head, the most ids to read, now (the end of unfinished
+# runs). Answers, per task key in order of first appearance: task_key (a JSON string
+# body), count, first start ('' if none started), last end, 'TYPE=n TYPE=n'.
+_RUN_GROUPS = r"""
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local now = tonumber(ARGV[3])
+local groups, order = {}, {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', ARGV[1] .. id, 'rec', 'type', 'start', 'end')
+  local key = string.match(f[1] or '', '"task_key":"(.-[^\\])"') or ''
+  local g = groups[key]
+  if not g then
+    g = {n = 0, types = {}, first = false, last = false}
+    groups[key] = g
+    order[#order + 1] = key
+  end
+  g.n = g.n + 1
+  local t = f[2] or ''
+  g.types[t] = (g.types[t] or 0) + 1
+  local start = tonumber(f[3] or '')
+  if start then
+    local stop = tonumber(f[4] or '') or now
+    if not g.first or start < g.first then g.first = start end
+    if not g.last or stop > g.last then g.last = stop end
+  end
+end
+local out = {}
+for _, key in ipairs(order) do
+  local g = groups[key]
+  local parts = {}
+  for t, n in pairs(g.types) do parts[#parts + 1] = t .. '=' .. n end
+  table.sort(parts)
+  out[#out + 1] = key
+  out[#out + 1] = tostring(g.n)
+  out[#out + 1] = g.first and string.format('%.6f', g.first) or ''
+  out[#out + 1] = g.last and string.format('%.6f', g.last) or ''
+  out[#out + 1] = table.concat(parts, ' ')
+end
+return out
+"""
+
+
+def run_groups_source() -> str:
+    return _RUN_GROUPS

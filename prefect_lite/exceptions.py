@@ -185,3 +185,26 @@ class Pause(TerminationSignal):
     def __init__(self, message: str = "the flow run is suspended", state: Any = None) -> None:
         super().__init__(message)
         self.state = state  # the Suspended state the orchestrator accepted
+
+
+def one_line_when_uncaught(exc: BaseException) -> BaseException:
+    """Mark ``exc`` so that, if nothing catches it, Python prints ``prefect_lite: <message>``
+    (one line, exit status 1) instead of a traceback. For setup failures a script cannot fix
+    in code (no redis-server binary, the embedded Redis refusing to start): the message says
+    what to do, a traceback through the SDK only hides it. Still an ordinary exception to
+    any caller that catches it."""
+    import sys
+
+    exc.__dict__["_prefect_lite_one_line"] = True
+    previous = sys.excepthook
+    if not getattr(previous, "_prefect_lite_one_line", False):
+
+        def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            if getattr(value, "_prefect_lite_one_line", False):
+                print(f"prefect_lite: {value}", file=sys.stderr)
+                return
+            previous(kind, value, tb)
+
+        hook._prefect_lite_one_line = True  # type: ignore[attr-defined]
+        sys.excepthook = hook
+    return exc

@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect_lite import _time
 from prefect_lite.client import get_client
+from prefect_lite.exceptions import ObjectNotFound
 from prefect_lite.orchestration import admission
 from prefect_lite.schemas import Deployment, FlowRun
 from prefect_lite.states import Scheduled
@@ -186,7 +187,10 @@ def worker_process(
     def online() -> bool:
         assert proc.proc.poll() is None, f"worker exited early:\n{proc.output()}"
         with get_client(sync_client=True) as client:
-            return any(w.name == worker_name for w in client.read_workers(pool))
+            try:
+                return any(w.name == worker_name for w in client.read_workers(pool))
+            except ObjectNotFound:  # a worker creates its missing pool as it starts
+                return False
 
     try:
         wait_for(online, timeout=30, message="the worker did not register")

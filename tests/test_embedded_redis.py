@@ -312,3 +312,43 @@ def test_finder_order_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(BINARY_ENV, str(tmp_path / "missing"))
     with pytest.raises(ConfigurationError, match=BINARY_ENV):
         find_redis_server()
+
+
+@pytest.mark.parametrize("binary", ["refuses", "missing"])
+def test_a_script_whose_embedded_redis_cannot_start_gets_one_line(
+    tmp_path: Path, binary: str
+) -> None:
+    """No traceback through the SDK: the line says what failed and what to do."""
+    refuses = tmp_path / "redis-server"
+    refuses.write_text("#!/bin/sh\necho 'FATAL CONFIG FILE ERROR' >&2\nexit 1\n")
+    refuses.chmod(0o755)
+    script = """
+        from prefect_lite import flow
+
+        @flow
+        def hello():
+            return 1
+
+        hello()
+    """
+    env = {
+        "PREFECT_LITE_REDIS_URL": None,
+        "PREFECT_LITE_API_URL": None,
+        "PREFECT_LITE_HOME": str(tmp_path / "home"),
+        BINARY_ENV: str(refuses if binary == "refuses" else tmp_path / "missing"),
+    }
+    done = run_python(script, env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    expected = "refused to start: FATAL CONFIG FILE ERROR" if binary == "refuses" else BINARY_ENV
+    assert lines[0].startswith("prefect_lite: ") and expected in lines[0]
+    # Still an ordinary exception to a script that handles it.
+    caught = run_python(
+        "from prefect_lite.exceptions import UserError\n"
+        "from prefect_lite.storage.connection import get_redis\n"
+        "try:\n    get_redis().ping()\n"
+        "except UserError as exc:\n    print('caught', type(exc).__name__)\n",
+        env=env,
+    )
+    assert caught.returncode == 0 and caught.stdout.startswith("caught"), caught.stderr

@@ -193,8 +193,8 @@ def test_code_that_cannot_be_loaded_fails_the_run_clearly(client: Any, tmp_path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--pool", "nope"], "no work pool named 'nope'"),
         (["--pool", "pool", "--queue", "nope"], "has no queue 'nope'"),
+        (["--pool", "nope", "--queue", "q1"], "no work pool named 'nope' to serve queue 'q1'"),
     ],
 )
 def test_unknown_pool_or_queue_is_a_clear_error(client: Any, args: list[str], message: str) -> None:
@@ -210,6 +210,40 @@ def test_unknown_pool_or_queue_is_a_clear_error(client: Any, args: list[str], me
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert message in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_worker_creates_its_missing_pool_and_runs_from_it(client: Any, tmp_path: Path) -> None:
+    """As Prefect's workers do: type ``process`` recorded, a ``default`` queue, one log line."""
+    assert [p.name for p in client.read_work_pools()] == []
+    with worker_process(tmp_path, "fresh-pool", name="w-new") as worker:
+        pool = client.read_work_pool("fresh-pool")
+        assert pool.type == "process" and pool.default_queue_name == "default"
+        assert [q.name for q in client.read_work_queues("fresh-pool")] == ["default"]
+        created = [line for line in worker.output().splitlines() if "created it" in line]
+        assert len(created) == 1 and "'fresh-pool'" in created[0], worker.output()
+        done = wait_final(trigger(deploy("hello", pool="fresh-pool")).id)
+        assert done.state_name == "Completed" and done.worker_name == "w-new"
+    # A second worker finds the pool and says nothing about creating it.
+    with worker_process(tmp_path, "fresh-pool", name="w-again") as again:
+        assert "created it" not in again.output()
+    assert [p.name for p in client.read_work_pools()] == ["fresh-pool"]
+
+
+def test_a_pool_a_worker_would_create_with_a_bad_name_is_a_clear_error(
+    client: Any, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect_lite", "worker", "start", "--pool", "bad:name"],
+        env=python_env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "work pool name" in done.stderr.strip().splitlines()[-1]
+    assert client.read_work_pools() == []
 
 
 def test_flow_retries_cross_processes(client: Any, tmp_path: Path) -> None:

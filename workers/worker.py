@@ -25,7 +25,12 @@ import orjson
 
 from prefect_lite import _time
 from prefect_lite.deployments.policy import ExecutionPolicy
-from prefect_lite.exceptions import ObjectNotFound, StoreUnavailable, ValidationError
+from prefect_lite.exceptions import (
+    ObjectAlreadyExists,
+    ObjectNotFound,
+    StoreUnavailable,
+    ValidationError,
+)
 from prefect_lite.orchestration import admission
 from prefect_lite.orchestration.outage_log import OutageLog
 from prefect_lite.schemas import Worker as WorkerRecord
@@ -80,13 +85,7 @@ class Worker:
     # ------------------------------------------------------------------ register
     def register(self) -> None:
         """Check the pool and queues, start the zygote and warm children, go ONLINE."""
-        pool = pools.get_pool(self.options.pool)
-        if pool is None:
-            known = ", ".join(p.name for p in pools.list_pools(limit=20)) or "none yet"
-            raise ObjectNotFound(
-                f"no work pool named {self.options.pool!r} (pools: {known}); create it with "
-                f"`prefect-lite work-pool create {self.options.pool}`"
-            )
+        self.ensure_pool()
         self.refresh_queues()
         from workers.cancellation import CancelListener, enforce_deadlines, next_deadline
         from workers.fencing import Fence
@@ -114,6 +113,33 @@ class Worker:
         )
         if self.policy.allow_custom_steps:
             logger.warning("Pull steps may call any importable function (custom steps allowed)")
+
+    def ensure_pool(self) -> None:
+        """Create the pool (type ``process``, with its ``default`` queue) when it is missing,
+        as Prefect's workers do. Goes through the in-process client, so the name is checked
+        like any other; another worker creating it at the same moment is fine."""
+        if pools.get_pool(self.options.pool) is not None:
+            return
+        others = sorted(set(self.options.queues) - {"default"})
+        if others:
+            raise ObjectNotFound(
+                f"no work pool named {self.options.pool!r} to serve queue {others[0]!r}: a worker "
+                "creates a missing pool with only its 'default' queue; create both first "
+                f"(`prefect-lite work-pool create {self.options.pool}`, then "
+                f"`prefect-lite work-queue create {others[0]} --pool {self.options.pool}`)"
+            )
+        from prefect_lite.client.orchestration import SyncPrefectClient
+        from prefect_lite.client.transport import LocalTransport
+
+        with SyncPrefectClient(LocalTransport()) as client:
+            try:
+                client.create_work_pool(self.options.pool, type="process")
+            except ObjectAlreadyExists:
+                return
+        logger.info(
+            "Work pool %r not found: created it (type 'process', queue 'default')",
+            self.options.pool,
+        )
 
     def refresh_queues(self) -> None:
         """The queues to serve, in priority order (all of the pool's unless named)."""

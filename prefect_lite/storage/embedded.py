@@ -45,7 +45,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from prefect_lite.exceptions import StoreUnavailable
+from prefect_lite.exceptions import ConfigurationError, StoreUnavailable, one_line_when_uncaught
 from prefect_lite.storage.private_files import (
     SOCKET_NAME,
     ensure_private_dir,
@@ -177,7 +177,9 @@ class EmbeddedRedis:
                 raise StoreUnavailable(f"Could not run {binary}: {exc}.") from exc
             if launched.returncode != 0:
                 self._remove_runtime_files()
-                raise StoreUnavailable(f"{binary} refused to start: {_one_line(launched.stderr)}")
+                raise StoreUnavailable(
+                    f"The embedded Redis ({binary}) refused to start: {_one_line(launched.stderr)}"
+                )
             if self._wait_ready(url, None, log_offset) is not None:
                 return url
             failure = _one_line(self._log_since(log_offset)[-400:].encode())
@@ -264,8 +266,12 @@ class EmbeddedRedis:
 
 
 def ensure_embedded(settings: Settings) -> str:
-    """URL of the embedded Redis of ``settings.home``, started if needed."""
-    return EmbeddedRedis(settings.home).ensure_running()
+    """URL of the embedded Redis of ``settings.home``, started if needed. A failure is one
+    line (what went wrong, what to do), also when a script does not catch it."""
+    try:
+        return EmbeddedRedis(settings.home).ensure_running()
+    except (ConfigurationError, StoreUnavailable) as exc:
+        raise one_line_when_uncaught(exc) from None
 
 
 # -- helpers
